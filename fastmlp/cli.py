@@ -1,0 +1,365 @@
+"""The ``fastmlp`` command: train, evaluate, predict (and the commands later
+issues add). User mistakes end in one line on stderr and exit code 2."""
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from fastmlp import __version__
+from fastmlp.errors import FastmlpError
+
+DEFAULT_MODEL = "fastmlp-model.npz"
+EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # One line, like every other fastmlp error (argparse prints usage too).
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except FastmlpError as exc:
+        print(f"fastmlp: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("fastmlp: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `fastmlp evaluate m.npz | head`
+        sys.stderr.close()
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fastmlp", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"fastmlp {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def common(sub):
+        sub.add_argument("--backend", help="kernels to run: numpy (reference) or numba "
+                         "(default: $FASTMLP_BACKEND, else numpy)")
+        sub.add_argument("--data", metavar="DIR", help="directory with the four IDX files "
+                         "(default: the MNIST shipped with fastmlp)")
+
+    train = commands.add_parser("train", help="train a model on MNIST (or --data)")
+    common(train)
+    # Recipe flags default to None: "not given" matters when resuming.
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float, help="peak learning rate")
+    train.add_argument("--optimizer", help="sgd, momentum, adam, adamw")
+    train.add_argument("--momentum", type=float, help="for --optimizer momentum (default 0.9)")
+    train.add_argument("--nesterov", action=argparse.BooleanOptionalAction,
+                       help="Nesterov momentum (default on)")
+    train.add_argument("--schedule", help="constant, cosine, onecycle")
+    train.add_argument("--warmup", type=float, help="warm-up fraction of all steps")
+    train.add_argument("--weight-decay", type=float)
+    train.add_argument("--label-smoothing", type=float)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--dtype", help="float32 or float64")
+    train.add_argument("--hidden", help="hidden layer sizes, e.g. 128,64")
+    train.add_argument("--limit", type=int, metavar="N", help="train on the first N images")
+    train.add_argument("--out", help=f"checkpoint to write after every epoch (default {DEFAULT_MODEL})")
+    train.add_argument("--resume", metavar="PATH", help="continue the run saved in PATH")
+    train.add_argument("--log", metavar="PATH", help="JSON lines, one per epoch")
+    train.add_argument("--plot", metavar="PNG", help="loss and accuracy curves")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(run=_run_train)
+
+    evaluate = commands.add_parser("evaluate", help="test accuracy, per digit, confusion matrix")
+    common(evaluate)
+    evaluate.add_argument("model")
+    evaluate.add_argument("--json", action="store_true", help="machine-readable output")
+    evaluate.add_argument("--plot", metavar="PNG", help="confusion matrix image")
+    evaluate.add_argument("--gallery", metavar="PNG", help="the most confidently wrong test images")
+    evaluate.set_defaults(run=_run_evaluate)
+
+    predict = commands.add_parser("predict", help="classify image files")
+    predict.add_argument("--backend")
+    predict.add_argument("model")
+    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    predict.add_argument("--json", action="store_true", help="one JSON object per image")
+    predict.set_defaults(run=_run_predict)
+
+    gradcheck = commands.add_parser("gradcheck", help="verify that gradients match across kernels "
+                                    "and central finite differences")
+    gradcheck.add_argument("--backends", default="numpy,numba", help="comma-separated (default numpy,numba)")
+    gradcheck.add_argument("--dtype", default="float64", help="float64 (default) or float32")
+    gradcheck.add_argument("--hidden", default="128,64")
+    gradcheck.add_argument("--seed", type=int, default=0)
+    gradcheck.add_argument("--batch-size", type=int, default=16, help="MNIST rows in the batch")
+    gradcheck.add_argument("--entries", type=int, default=100, help="entries checked per tensor")
+    gradcheck.add_argument("--data", metavar="DIR")
+    gradcheck.set_defaults(run=_run_gradcheck)
+    return parser
+
+
+# -------------------------------------------------------------------- train
+
+def _run_train(args) -> int:
+    from fastmlp import checkpoint, train
+    from fastmlp.data import load_dataset
+    from fastmlp.kernels import get_backend
+
+    if args.resume:
+        saved = checkpoint.load(args.resume)
+        config = _resumed_config(args, saved)
+        state = train.TrainState(saved.model, saved.optimizer, history=saved.meta.get("history", []),
+                                 **saved.meta["progress"])
+        out = Path(args.out or args.resume)
+    else:
+        config = train.TrainConfig(**_given(args, _RECIPE_FLAGS))
+        state = None
+        out = Path(args.out or DEFAULT_MODEL)
+    _check_writable(out, "--out")
+    for flag, path in (("--log", args.log), ("--plot", args.plot)):
+        if path:
+            _check_writable(Path(path), flag)
+
+    backend = get_backend(args.backend)
+    data = load_dataset(args.data, dtype=config.dtype)
+    if args.resume and saved.meta.get("data", {}).get("checksum") != data.checksum:
+        raise FastmlpError(f"{args.resume}: was trained on other data than {data.source}")
+    train.training_rows(data, config.limit)  # --limit larger than the data fails here
+    if state is None:
+        state = train.TrainState.fresh(config)
+    elif state.epoch >= config.epochs:
+        raise FastmlpError(f"{args.resume}: already trained {state.epoch} epochs; "
+                           f"pass --epochs N with N > {state.epoch} to train more")
+
+    n = len(data.X_train[:config.limit])
+    model = state.model
+    print(f"training {'-'.join(map(str, model.sizes))} {config.dtype} on {n} images "
+          f"({data.source}), {config.optimizer} lr {config.lr:g} {config.schedule}, "
+          f"batch {config.batch_size}, {config.epochs} epochs, backend {backend.name}"
+          + (f", resuming at epoch {state.epoch + 1}" if args.resume else ""))
+
+    def save_checkpoint():
+        meta = {"config": config.to_dict(), "history": state.history, "progress": state.progress(),
+                "data": {"source": str(data.source), "checksum": data.checksum},
+                "rng": {"seed": config.seed, "scheme": "epoch order: default_rng([seed, epoch])"}}
+        checkpoint.save(out, checkpoint.Checkpoint(state.model, state.optimizer, meta))
+
+    log = open(args.log, "a" if args.resume else "w") if args.log else None
+    bar = _progress_bar(n, quiet=args.quiet)
+    stop = _StopOnSigint()
+
+    def on_chunk(state, rows_done, loss):
+        if bar:
+            if rows_done < bar.n:
+                bar.reset()
+            bar.set_description(f"epoch {state.epoch + 1}/{config.epochs}")
+            bar.update(rows_done - bar.n)
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+    def on_epoch(state, record):
+        save_checkpoint()
+        if log:
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+        line = (f"epoch {record['epoch']:>3}  loss {record['loss']:.4f}  "
+                f"train {record['train_accuracy'] * 100:6.2f}%  "
+                f"test {record['test_accuracy'] * 100:6.2f}%  {record['seconds']:.2f} s")
+        (bar.write if bar else print)(line)
+
+    try:
+        with stop:
+            status = train.run(config, data, backend, state, on_chunk=on_chunk,
+                               on_epoch=on_epoch, should_stop=stop.requested)
+    except train.Diverged as exc:
+        saved_epochs = f"{out} (epoch {state.epoch})" if state.epoch and out.exists() else "none"
+        raise FastmlpError(f"{exc}; last good checkpoint: {saved_epochs}") from None
+    finally:
+        if bar:
+            bar.close()
+        if log:
+            log.close()
+
+    if status == "stopped":
+        save_checkpoint()
+        print(f"interrupted in epoch {state.epoch + 1} after batch {state.step}; saved {out}\n"
+              f"resume with: fastmlp train --resume {out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if args.plot:
+        from fastmlp.plots import training_curves
+        training_curves(state.history, args.plot)
+    total = sum(r["seconds"] for r in state.history)
+    print(f"saved {out}: test accuracy {state.history[-1]['test_accuracy'] * 100:.2f}% "
+          f"after {state.epoch} epochs, {total:.1f} s of training")
+    return 0
+
+
+# Flag name -> TrainConfig field, for the flags that define the recipe.
+_RECIPE_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "nesterov", "schedule",
+                 "warmup", "weight_decay", "label_smoothing", "seed", "dtype", "hidden", "limit")
+
+
+def _given(args, names) -> dict:
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _resumed_config(args, saved):
+    """The checkpoint's recipe; only --epochs may change (to train longer)."""
+    from fastmlp.train import TrainConfig
+
+    config = dict(saved.meta.get("config") or {})
+    if not config:
+        raise FastmlpError(f"{args.resume}: holds no training state (a weights-only checkpoint)")
+    for name, value in _given(args, _RECIPE_FLAGS).items():
+        if name == "epochs":
+            continue
+        old = config.get(name)
+        same = (list(map(int, str(value).split(","))) == old) if name == "hidden" else value == old
+        if not same:
+            raise FastmlpError(f"--{name.replace('_', '-')} {value}: the resumed run was trained "
+                               f"with {old}; a resumed run keeps its recipe (only --epochs may change)")
+    if args.epochs is not None:
+        config["epochs"] = args.epochs
+    if saved.optimizer is None or "progress" not in saved.meta:
+        raise FastmlpError(f"{args.resume}: holds no optimizer state or progress to resume from")
+    return TrainConfig(**config)
+
+
+def _check_writable(path: Path, flag: str) -> None:
+    """Fail before training, not after it, when ``path`` cannot be written."""
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise FastmlpError(f"{flag} {path}: directory {directory} does not exist")
+    if path.is_dir():
+        raise FastmlpError(f"{flag} {path}: is a directory")
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError:
+        raise FastmlpError(f"{flag} {path}: directory {directory} is not writable") from None
+
+
+def _progress_bar(total, quiet):
+    if quiet:
+        return None
+    from tqdm import tqdm
+    # disable=None: a bar on a terminal, nothing in a log file or a pipe.
+    return tqdm(total=total, unit="img", unit_scale=True, leave=False, dynamic_ncols=True,
+                disable=None)
+
+
+class _StopOnSigint:
+    """Within ``with``: the first Ctrl-C asks training to stop after the current
+    batch (the loop polls ``requested``); a second one interrupts at once."""
+
+    def __init__(self):
+        self._requested = False
+
+    def requested(self) -> bool:
+        return self._requested
+
+    def _handle(self, signum, frame):
+        self._requested = True
+        signal.signal(signal.SIGINT, self._previous)
+
+    def __enter__(self):
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+# ----------------------------------------------------------------- evaluate
+
+def _run_evaluate(args) -> int:
+    from fastmlp import checkpoint
+    from fastmlp.data import load_dataset
+    from fastmlp.evaluate import evaluate, format_report, most_confident_mistakes
+    from fastmlp.kernels import get_backend
+
+    for flag, path in (("--plot", args.plot), ("--gallery", args.gallery)):
+        if path:
+            _check_writable(Path(path), flag)
+    model = checkpoint.load(args.model).model
+    backend = get_backend(args.backend)
+    data = load_dataset(args.data, dtype=model.dtype)
+    if data.X_test.shape[1] != model.sizes[0]:
+        raise FastmlpError(f"{args.model}: expects {model.sizes[0]} inputs, "
+                           f"the data has {data.X_test.shape[1]} pixels per image")
+    report = evaluate(model, data.X_test, data.y_test, backend)
+    print(json.dumps(report.to_json()) if args.json else format_report(report))
+    if args.plot:
+        from fastmlp.plots import confusion_matrix
+        confusion_matrix(report.confusion, args.plot)
+    if args.gallery:
+        from fastmlp.plots import gallery
+        wrong = most_confident_mistakes(report, data.y_test)
+        predicted = report.probs[wrong].argmax(axis=1)
+        gallery(data.X_test[wrong], data.y_test[wrong], predicted,
+                report.probs[wrong, predicted], args.gallery)
+    return 0
+
+
+# ------------------------------------------------------------------ predict
+
+def _run_predict(args) -> int:
+    from fastmlp import checkpoint
+    from fastmlp.kernels import get_backend
+    from fastmlp.preprocess import load_and_normalize
+
+    model = checkpoint.load(args.model).model
+    backend = get_backend(args.backend)
+    failed = 0
+    for path in args.images:
+        try:
+            x = load_and_normalize(path)
+        except FastmlpError as exc:  # one bad file does not end the batch
+            print(f"fastmlp: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        probs = model.predict_proba(x[None, :], backend)[0]
+        digit = int(probs.argmax())
+        if args.json:
+            print(json.dumps({"path": path, "digit": digit,
+                              "probabilities": [float(p) for p in probs]}))
+        else:
+            print(f"{path}: {digit} ({probs[digit] * 100:.1f}%)")
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------- gradcheck
+
+def _run_gradcheck(args) -> int:
+    from fastmlp import gradcheck
+    from fastmlp.data import load_dataset
+    from fastmlp.kernels import get_backend
+    from fastmlp.model import DTYPES, MLP
+
+    if args.dtype not in DTYPES:
+        raise FastmlpError(f"--dtype {args.dtype}: must be one of {', '.join(DTYPES)}")
+    if args.batch_size < 1 or args.entries < 1:
+        raise FastmlpError("--batch-size and --entries must be positive")
+    names = [n.strip() for n in args.backends.split(",") if n.strip()]
+    backends = {name: get_backend(name) for name in names}
+    data = load_dataset(args.data)
+    model = MLP.init(args.hidden, seed=args.seed, dtype=args.dtype, n_inputs=data.X_train.shape[1])
+    rows = np.random.default_rng(args.seed).choice(len(data.X_train), args.batch_size, replace=False)
+    X = np.ascontiguousarray(data.X_train[rows], dtype=args.dtype)
+    table = gradcheck.check(backends, model, X, data.y_train[rows], per_tensor=args.entries,
+                            seed=args.seed)
+    print(f"gradcheck {'-'.join(map(str, model.sizes))} {args.dtype}, batch {args.batch_size}, "
+          f"{args.entries} entries per tensor, h = {gradcheck.STEP:g}")
+    print(gradcheck.format_table(table))
+    failed = [r for r in table if not r.passed]
+    print(f"{len(table) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

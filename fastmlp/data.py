@@ -1,0 +1,305 @@
+"""MNIST-style IDX data: strict readers and the ``Dataset`` the trainer consumes.
+
+The IDX format (LeCun et al.) is a tiny header followed by raw values::
+
+    bytes 0-1   zero
+    byte  2     type code (0x08 = unsigned byte, the only one MNIST uses)
+    byte  3     number of dimensions d
+    4*d bytes   the dimensions, big-endian uint32
+    rest        prod(dims) values, row-major
+
+so an images file starts with the "magic number" 0x00000803 (2051) and a
+labels file with 0x00000801 (2049). Every reader here is strict: anything
+unexpected becomes a one-line :class:`FastmlpError` naming the file, because a
+silently misread data set shows up much later as a model that will not learn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import gzip
+import hashlib
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from fastmlp.errors import FastmlpError
+
+# The data ships inside the package. A plain path next to this module is all
+# we need: setuptools installs package data as regular files (no zip imports).
+MNIST_DIR: Path = Path(__file__).resolve().parent / "datasets" / "mnist"
+
+# Standard basenames (without ".gz"), in the order used for Dataset.checksum.
+FILE_NAMES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+# SHA-256 of the *decompressed* shipped files (see datasets/mnist/README.md).
+# Content, not the .gz bytes: recompressing a file must not break verification.
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+
+IMAGES_MAGIC = 0x00000803  # 2051: uint8, 3 dimensions (n, rows, cols)
+LABELS_MAGIC = 0x00000801  # 2049: uint8, 1 dimension (n,)
+_UINT8_TYPE = 0x08
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _error(path, problem) -> FastmlpError:
+    # The CLI prints the message as one line; exception texts from gzip/zlib
+    # or odd paths must not break that.
+    return FastmlpError(f"{path}: {problem}".replace("\n", " "))
+
+
+def _read_content(path) -> bytes:
+    """The file's bytes, gunzipped if they start with the gzip magic.
+
+    Sniffing the magic (not the suffix) means a gzip file without ".gz", or a
+    raw file that happens to be named ".gz", both still load.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise _error(path, "no such file") from None
+    except OSError as exc:
+        raise _error(path, f"cannot read file ({exc.strerror or exc})") from None
+    if data[:2] == _GZIP_MAGIC:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise _error(path, f"corrupt gzip data ({exc})") from None
+    return data
+
+
+def _parse_idx(path, data: bytes) -> np.ndarray:
+    """Decode IDX ``data`` (already decompressed) into a read-only uint8 array."""
+    if len(data) < 4:
+        raise _error(path, f"not an IDX file: header truncated ({len(data)} bytes, need at least 4)")
+    if data[0] != 0 or data[1] != 0:
+        raise _error(path, f"not an IDX file: first two bytes must be zero, got {data[:4].hex()}")
+    if data[2] != _UINT8_TYPE:
+        raise _error(path, f"unsupported IDX type code 0x{data[2]:02x} (only 0x08, unsigned byte, is supported)")
+    ndim = data[3]
+    if ndim == 0:
+        raise _error(path, "IDX header declares 0 dimensions")
+    header_len = 4 + 4 * ndim
+    if len(data) < header_len:
+        raise _error(path, f"header truncated: declares {ndim} dimensions ({header_len} header bytes) "
+                           f"but the file has only {len(data)} bytes")
+    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    expected = 1
+    for d in dims:  # Python ints: no overflow for absurd headers
+        expected *= d
+    got = len(data) - header_len
+    if got < expected:
+        raise _error(path, f"truncated payload: dims {dims} need {expected} bytes, file has {got}")
+    if got > expected:
+        raise _error(path, f"trailing bytes: dims {dims} need {expected} bytes, file has {got}")
+    # Zero-copy view over the bytes object, hence read-only.
+    return np.frombuffer(data, dtype=np.uint8, offset=header_len).reshape(dims)
+
+
+def read_idx(path) -> np.ndarray:
+    """Read a raw or gzipped IDX file of unsigned bytes.
+
+    Returns a read-only ``uint8`` array whose shape is the header's dims.
+    Raises :class:`FastmlpError` ("<path>: <problem>") for a missing or
+    unreadable file, corrupt gzip, or any header/payload inconsistency.
+    """
+    return _parse_idx(path, _read_content(path))
+
+
+def _read_verified(path, expected_sha256, magic) -> tuple[np.ndarray, str]:
+    """Read, hash and parse one file in a single pass; returns (array, sha256 hex)."""
+    data = _read_content(path)
+    digest = hashlib.sha256(data).hexdigest()
+    # Check the hash before parsing: for the shipped data "corrupt" is the
+    # root cause, whatever structural symptom the parser would report.
+    if expected_sha256 is not None and digest != expected_sha256.lower():
+        raise _error(path, f"SHA-256 mismatch (expected {expected_sha256}, got {digest}); "
+                           "the file is corrupt or not the shipped MNIST")
+    array = _parse_idx(path, data)
+    found = (_UINT8_TYPE << 8) | array.ndim  # parse already enforced 00 00 08
+    if found != magic:
+        kinds = {IMAGES_MAGIC: "images", LABELS_MAGIC: "labels"}
+        hint = f", an IDX {kinds[found]} file" if found in kinds else ""
+        raise _error(path, f"wrong magic number 0x{found:08x} ({found}{hint}); "
+                           f"expected 0x{magic:08x} ({magic}, {kinds[magic]})")
+    return array, digest
+
+
+def _images(path, expected_sha256=None) -> tuple[np.ndarray, str]:
+    return _read_verified(path, expected_sha256, IMAGES_MAGIC)
+
+
+def _labels(path, expected_sha256=None) -> tuple[np.ndarray, str]:
+    labels, digest = _read_verified(path, expected_sha256, LABELS_MAGIC)
+    bad = np.flatnonzero(labels > 9)
+    if bad.size:
+        i = int(bad[0])
+        raise _error(path, f"label {labels[i]} at index {i} is out of range 0..9 "
+                           f"({bad.size} bad label{'s' if bad.size > 1 else ''})")
+    return labels, digest
+
+
+def load_images(path, expected_sha256=None) -> np.ndarray:
+    """Read an IDX images file (magic 2051): read-only ``uint8`` of shape (n, rows, cols).
+
+    If ``expected_sha256`` is given, the SHA-256 of the decompressed bytes
+    must equal it.
+    """
+    return _images(path, expected_sha256)[0]
+
+
+def load_labels(path, expected_sha256=None) -> np.ndarray:
+    """Read an IDX labels file (magic 2049): read-only ``uint8`` of shape (n,), values 0..9.
+
+    If ``expected_sha256`` is given, the SHA-256 of the decompressed bytes
+    must equal it.
+    """
+    return _labels(path, expected_sha256)[0]
+
+
+def _check_dtype(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(dtype) if dtype is not None else None  # np.dtype(None) is float64
+    except TypeError:
+        dt = None
+    # Compare names: ``dtype == None`` is True for float64 in NumPy.
+    if dt is None or dt.name not in ("float32", "float64"):
+        raise FastmlpError(f"dtype {dtype!r}: expected float32 or float64")
+    return dt
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class Dataset:
+    """A train/test split ready for the model. Arrays are read-only (shared by the cache).
+
+    X_train: (n_train, rows*cols) float32 or float64, pixel / 255 in [0, 1].
+             Deliberately NOT mean-centred: ~81% of MNIST pixels are exactly 0
+             and the compiled backend skips those zeros.
+    y_train: (n_train,) int64, class indices 0..9.
+    X_test:  (n_test, rows*cols), same dtype as X_train.
+    y_test:  (n_test,) int64.
+    source:  the directory the files were loaded from.
+    checksum: SHA-256 hex of the four per-file SHA-256 hex digests of the
+             decompressed contents, concatenated in FILE_NAMES order;
+             checkpoints record it to tie a model to its data.
+    """
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+    checksum: str
+
+    def with_dtype(self, dtype) -> "Dataset":
+        """This data set with X_* cast to ``dtype`` (float32 or float64); labels shared."""
+        dt = _check_dtype(dtype)
+        if self.X_train.dtype == dt:
+            return self
+        return dataclasses.replace(self, X_train=_frozen(self.X_train.astype(dt)),
+                                   X_test=_frozen(self.X_test.astype(dt)))
+
+    def __repr__(self) -> str:
+        return (f"Dataset(source={self.source!r}, X_train={self.X_train.shape} {self.X_train.dtype}, "
+                f"X_test={self.X_test.shape}, checksum={self.checksum[:12]}…)")
+
+
+def _find_file(directory: Path, name: str) -> Path:
+    # Prefer the .gz: that is how MNIST and Debian's Fashion-MNIST are
+    # distributed, and a stray raw copy next to it is likelier to be partial.
+    for candidate in (directory / f"{name}.gz", directory / name):
+        if candidate.is_file():
+            return candidate
+    expected = ", ".join(FILE_NAMES.values())
+    raise FastmlpError(f"{directory}: missing {name} (or {name}.gz); expected the files {expected}, each raw or .gz")
+
+
+def _pixels(images: np.ndarray) -> np.ndarray:
+    # One pass, computed in float32 so that pixel/255 is the correctly rounded
+    # float32 value; float64 data sets are exact widenings of these (see
+    # load_dataset), so both dtypes train on identical inputs.
+    n = images.shape[0]
+    return _frozen(np.divide(images.reshape(n, -1), np.float32(255), dtype=np.float32))
+
+
+def _load(directory: Path, verify: bool) -> Dataset:
+    if not directory.is_dir():
+        problem = "not a directory" if directory.exists() else "no such directory"
+        raise FastmlpError(f"{directory}: {problem}")
+    paths = {key: _find_file(directory, name) for key, name in FILE_NAMES.items()}
+    expected = {key: MNIST_SHA256[name] if verify else None for key, name in FILE_NAMES.items()}
+
+    arrays, digests = {}, {}
+    for key, path in paths.items():
+        reader = _images if key.endswith("images") else _labels
+        arrays[key], digests[key] = reader(path, expected[key])
+
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.shape[0] != labels.shape[0]:
+            raise FastmlpError(
+                f"{paths[f'{split}_images']} has {images.shape[0]} images but "
+                f"{paths[f'{split}_labels']} has {labels.shape[0]} labels; the counts must match")
+    train_size, test_size = arrays["train_images"].shape[1:], arrays["test_images"].shape[1:]
+    if train_size != test_size:
+        raise FastmlpError(
+            f"{paths['train_images']} has {train_size[0]}x{train_size[1]} images but "
+            f"{paths['test_images']} has {test_size[0]}x{test_size[1]}; train and test sizes must match")
+
+    checksum = hashlib.sha256("".join(digests[k] for k in FILE_NAMES).encode("ascii")).hexdigest()
+    return Dataset(
+        X_train=_pixels(arrays["train_images"]),
+        y_train=_frozen(arrays["train_labels"].astype(np.int64)),
+        X_test=_pixels(arrays["test_images"]),
+        y_test=_frozen(arrays["test_labels"].astype(np.int64)),
+        source=str(directory),
+        checksum=checksum,
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def _load_shipped(dtype: np.dtype) -> Dataset:
+    # The shipped files never change and are hash-verified, so one decode per
+    # process and dtype is enough (tests and the CLI load them many times).
+    if dtype == np.float32:
+        return _load(MNIST_DIR, verify=True)
+    return _load_shipped(np.dtype(np.float32)).with_dtype(dtype)
+
+
+def load_dataset(directory=None, dtype=np.float32) -> Dataset:
+    """Load a train/test split of MNIST-format IDX files.
+
+    ``directory=None`` (or the shipped folder itself) loads the bundled MNIST,
+    verifying each file's decompressed SHA-256 against ``MNIST_SHA256``; the
+    result is cached in-process, so callers must not (and cannot) mutate it.
+
+    Any other directory must hold the four ``FILE_NAMES``, each raw or with a
+    ``.gz`` suffix (the .gz wins if both exist), e.g. Debian's Fashion-MNIST
+    in /usr/share/datasets/fashion-mnist. Its content is unknown, so it is not
+    hash-checked, but ``checksum`` is still computed. Not cached: the files
+    may change between calls.
+
+    ``dtype`` (float32 or float64) is the dtype of X_*; float64 values are the
+    float32 values widened exactly.
+    """
+    dt = _check_dtype(dtype)
+    if directory is None or Path(directory).resolve() == MNIST_DIR:
+        return _load_shipped(dt)
+    return _load(Path(directory), verify=False).with_dtype(dt)

@@ -1,0 +1,123 @@
+"""Gradient checking: each backend's backpropagation against central finite
+differences of the loss, and the backends against each other.
+
+Finite differences run in float64 on the reference backend's loss:
+    dL/dp ~ (L(p + h) - L(p - h)) / 2h,   truncation error O(h^2),
+rounding error ~ eps * |L| / h. With h = 1e-6 that is ~1e-12 and ~1e-10,
+far below the gradients' scale (~1e-3 here), so a relative error of 1e-6 is a
+tight bar that a wrong formula cannot pass, and an honest one cannot fail.
+
+The relative error of a tensor is max_i |a_i - n_i| / max_i |n_i|: measured
+against the tensor's largest gradient, because entries that are almost zero
+(dead ReLUs, pixels that are always 0) make an entry-wise ratio meaningless.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastmlp.model import MLP
+
+STEP = 1e-6
+# Tolerances on the relative error defined above.
+TOLERANCE_VS_FD = {"float64": 1e-6, "float32": 1e-3}  # float32 analytic vs float64 FD: eps32 * depth
+TOLERANCE_BETWEEN = {"float64": 1e-10, "float32": 1e-5}  # summation order is the only difference
+
+
+def analytic_gradients(backend, model: MLP, X, y, smoothing=0.0):
+    """(loss, [dW0, db0, dW1, db1, ...]) from ``backend.forward_backward``."""
+    dW = [np.empty_like(w) for w in model.W]
+    db = [np.empty_like(bias) for bias in model.b]
+    loss, _ = backend.forward_backward(model.W, model.b, X, y, dW, db, smoothing)
+    return loss, [g for pair in zip(dW, db) for g in pair]
+
+
+def numerical_gradients(reference, model: MLP, X, y, entries, smoothing=0.0, step=STEP):
+    """Central differences of the reference loss, in float64, at ``entries``:
+    one array of flat indices per parameter tensor (W0, b0, W1, ...).
+    Returns one array of derivatives per tensor, aligned with ``entries``."""
+    model = MLP(model.sizes, [w.astype(np.float64) for w in model.W],
+                [bias.astype(np.float64) for bias in model.b])
+    X = X.astype(np.float64)
+    params = [p for pair in zip(model.W, model.b) for p in pair]
+
+    def loss():
+        return analytic_gradients(reference, model, X, y, smoothing)[0]
+
+    derivatives = []
+    for param, indices in zip(params, entries):
+        flat = param.reshape(-1)  # a view: writing it moves the model's weight
+        d = np.empty(len(indices))
+        for k, i in enumerate(indices):
+            saved = flat[i]
+            flat[i] = saved + step
+            loss_plus = loss()
+            flat[i] = saved - step
+            loss_minus = loss()
+            flat[i] = saved
+            d[k] = (loss_plus - loss_minus) / (2 * step)
+        derivatives.append(d)
+    return derivatives
+
+
+def sample_entries(model: MLP, per_tensor: int, rng) -> list:
+    """Flat indices to check per tensor: all of a small tensor, else a random subset."""
+    params = [p for pair in zip(model.W, model.b) for p in pair]
+    return [np.arange(p.size) if p.size <= per_tensor
+            else np.sort(rng.choice(p.size, per_tensor, replace=False)) for p in params]
+
+
+def difference(a, b):
+    """(max absolute difference, relative to max |b|)."""
+    absolute = float(np.max(np.abs(a - b))) if len(a) else 0.0
+    scale = float(np.max(np.abs(b))) if len(b) else 0.0
+    return absolute, absolute / scale if scale > 0 else absolute
+
+
+@dataclass
+class Row:
+    tensor: str        # "W0", "b0", ...
+    against: str       # "numpy vs FD", "numba vs numpy", ...
+    max_abs: float
+    max_rel: float
+    tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        return self.max_rel <= self.tolerance
+
+
+def check(backends: dict, model: MLP, X, y, per_tensor=200, seed=0, smoothing=0.0) -> list:
+    """Rows comparing every backend (name -> module, the first one the reference)
+    with finite differences, and every later backend with the first one."""
+    rng = np.random.default_rng(seed)
+    dtype = str(model.dtype)
+    names = list(backends)
+    reference = backends["numpy"] if "numpy" in backends else backends[names[0]]
+    entries = sample_entries(model, per_tensor, rng)
+    numeric = numerical_gradients(reference, model, X, y, entries, smoothing)
+    X = X.astype(model.dtype)
+    analytic = {name: analytic_gradients(backend, model, X, y, smoothing)[1]
+                for name, backend in backends.items()}
+    tensor_names = [f"{kind}{l}" for l in range(len(model.W)) for kind in ("W", "b")]
+    rows = []
+    for t, tensor in enumerate(tensor_names):
+        for name in names:
+            a = analytic[name][t].reshape(-1)[entries[t]]
+            rows.append(Row(tensor, f"{name} vs FD", *difference(a, numeric[t]),
+                            TOLERANCE_VS_FD[dtype]))
+        for name in names[1:]:
+            a = analytic[name][t].reshape(-1)
+            ref = analytic[names[0]][t].reshape(-1)
+            rows.append(Row(tensor, f"{name} vs {names[0]}", *difference(a, ref),
+                            TOLERANCE_BETWEEN[dtype]))
+    return rows
+
+
+def format_table(rows: list) -> str:
+    lines = ["| tensor | comparison | max abs diff | max rel diff | tolerance | result |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.tensor} | {r.against} | {r.max_abs:.3e} | {r.max_rel:.3e} | "
+                     f"{r.tolerance:.0e} | {'PASS' if r.passed else 'FAIL'} |")
+    return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""The multilayer perceptron: its layer sizes and parameters, nothing else.
+The maths lives in the kernels (fastmlp.kernels); this holds the arrays."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastmlp.errors import FastmlpError
+
+DEFAULT_HIDDEN = (128, 64)
+N_INPUTS = 784
+N_CLASSES = 10
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+@dataclass
+class MLP:
+    """sizes: (784, *hidden, 10). W[l]: (sizes[l], sizes[l+1]), b[l]: (sizes[l+1],).
+    ReLU after every hidden layer, softmax after the last."""
+
+    sizes: tuple
+    W: list
+    b: list
+
+    @classmethod
+    def init(cls, hidden=DEFAULT_HIDDEN, seed=0, dtype="float32", n_inputs=N_INPUTS,
+             n_classes=N_CLASSES):
+        """He initialisation (He et al. 2015): W ~ N(0, 2 / fan_in), b = 0, so
+        the variance of the activations neither grows nor vanishes through ReLUs."""
+        sizes = (n_inputs, *parse_hidden(hidden), n_classes)
+        rng = np.random.default_rng(seed)
+        dtype = np.dtype(DTYPES[str(np.dtype(dtype))])
+        W = [(rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)).astype(dtype)
+             for fan_in, fan_out in zip(sizes[:-1], sizes[1:])]
+        b = [np.zeros(fan_out, dtype) for fan_out in sizes[1:]]
+        return cls(sizes, W, b)
+
+    @property
+    def dtype(self):
+        return self.W[0].dtype
+
+    @property
+    def hidden(self):
+        return self.sizes[1:-1]
+
+    def predict_proba(self, X, backend):
+        """probs: (n, 10) for X: (n, 784) in [0, 1] (cast to the model's dtype)."""
+        X = np.ascontiguousarray(np.atleast_2d(X), dtype=self.dtype)
+        return backend.forward(self.W, self.b, X)
+
+    def copy(self):
+        return MLP(self.sizes, [w.copy() for w in self.W], [bias.copy() for bias in self.b])
+
+
+def parse_hidden(hidden) -> tuple:
+    """'128,64' or (128, 64) -> (128, 64); every size a positive integer."""
+    if isinstance(hidden, str):
+        parts = [p.strip() for p in hidden.split(",") if p.strip()]
+        try:
+            hidden = [int(p) for p in parts]
+        except ValueError:
+            raise FastmlpError(f"--hidden {hidden!r}: expected comma-separated positive integers, e.g. 128,64") from None
+    hidden = tuple(int(h) for h in hidden)
+    if any(h <= 0 for h in hidden):
+        raise FastmlpError(f"--hidden {','.join(map(str, hidden))}: hidden sizes must be positive")
+    return hidden

@@ -1,0 +1,46 @@
+"""Optimizer configuration and state. The update rules themselves are kernels
+(``sgd_update``, ``momentum_update``, ``adam_update`` in fastmlp.kernels)."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+
+# Which per-parameter slot arrays each optimizer keeps, one list per slot,
+# shaped like W (the "_W" lists) and like b (the "_b" lists).
+SLOTS = {
+    "sgd": (),
+    "momentum": ("velocity",),
+    "adam": ("m", "v"),
+    "adamw": ("m", "v"),
+}
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = "adam"
+    momentum: float = 0.9
+    nesterov: bool = False
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+
+@dataclass
+class OptimizerState:
+    """step: updates done so far (Adam's bias correction needs it).
+    slots: e.g. {"m_W": [(i, o) per layer], "m_b": [(o,) per layer], ...}."""
+
+    step: int = 0
+    slots: dict = field(default_factory=dict)
+
+
+def init_state(config: OptimizerConfig, W: list, b: list) -> OptimizerState:
+    """Zeroed slot arrays for ``config.name``, shaped and typed like W and b."""
+    slots = {}
+    for slot in SLOTS[config.name]:
+        slots[f"{slot}_W"] = [np.zeros_like(w) for w in W]
+        slots[f"{slot}_b"] = [np.zeros_like(bias) for bias in b]
+    return OptimizerState(step=0, slots=slots)

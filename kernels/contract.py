@@ -1,0 +1,92 @@
+"""The kernel contract: every op a backend provides, its array shapes, dtypes,
+and which arguments it writes in place.
+
+Notation: ``n`` rows per batch, ``i``/``o`` a layer's input/output width,
+``K`` = 10 classes, ``L`` layers. Samples are rows; a layer is ``Y = X @ W + b``
+with ``W: (i, o)``. All float arrays of one call share one dtype
+(float32 or float64) and are C-contiguous; labels ``y`` are int64 in [0, K).
+A network is two lists, ``W[l]: (i_l, o_l)`` and ``b[l]: (o_l,)``; their
+gradients ``dW``/``db`` are lists of the same shapes. The hidden activation is
+ReLU, the output softmax, the loss mean cross-entropy.
+
+Single ops (same name in every backend, cross-checked one by one in tests):
+
+linear_forward(X, W, b, out, relu) -> out
+    out = X @ W + b, then max(out, 0) if relu.
+    X: (n, i)  W: (i, o)  b: (o,)  out: (n, o) WRITTEN.
+
+softmax_cross_entropy(logits, y, probs, dlogits, smoothing=0.0) -> loss
+    p = softmax(logits) row-wise (stable: shift by the row max);
+    t = (1 - smoothing) * onehot(y) + smoothing / K;
+    loss = mean_rows(-sum_k t_k log p_k)  (a Python float);
+    dlogits = (p - t) / n, the gradient of that mean loss.
+    logits, probs, dlogits: (n, K)  y: (n,)  probs, dlogits WRITTEN.
+
+relu_backward(dA, A, dZ) -> dZ
+    dZ = dA * (A > 0), where A = relu(Z) is the layer's saved output.
+    dA, A, dZ: (n, o)  dZ WRITTEN (may be dA itself).
+
+linear_backward(X, W, dY, dW, db, dX) -> None
+    dW = X.T @ dY;  db = sum_rows(dY);  dX = dY @ W.T unless dX is None
+    (the first layer needs no input gradient).
+    X: (n, i)  W: (i, o)  dY: (n, o)  dW: (i, o)  db: (o,)  dX: (n, i)
+    dW, db, dX WRITTEN.
+
+sgd_update(param, grad, lr, weight_decay) -> None
+    param -= lr * (grad + weight_decay * param).         param WRITTEN.
+
+momentum_update(param, grad, velocity, lr, momentum, nesterov, weight_decay)
+    g = grad + weight_decay * param;  velocity = momentum * velocity + g;
+    param -= lr * (g + momentum * velocity if nesterov else velocity).
+    param, velocity WRITTEN.
+
+adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step,
+            decoupled) -> None
+    Adam (Kingma & Ba 2015) with bias correction for update number ``step``
+    (1-based). decoupled=False: L2, g = grad + weight_decay * param (Adam);
+    decoupled=True: param -= lr * weight_decay * param first (AdamW,
+    Loshchilov & Hutter 2019). param, m, v WRITTEN.
+
+Whole network (a compiled backend may implement these wholesale):
+
+forward(W, b, X) -> probs
+    probs: (n, K) a new array, softmax of the last layer.
+
+forward_backward(W, b, X, y, dW, db, smoothing=0.0) -> (loss, correct)
+    One batch: loss is the mean cross-entropy, correct the number of rows
+    whose argmax equals y. dW, db WRITTEN with the gradient of the loss.
+
+optimizer_step(W, b, dW, db, state, lr, opt) -> None
+    One update of every parameter with the optimizer ``opt``
+    (fastmlp.optim.OptimizerConfig). Weight decay applies to W, never to b.
+    W, b and the optimizer's slot arrays in ``state`` WRITTEN, state.step += 1.
+
+train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
+              smoothing=0.0) -> (loss_sum, correct)
+    Batches number first..stop-1 of an epoch: batch j holds the rows
+    order[j*batch_size : (j+1)*batch_size] of X, y (the last may be
+    partial). For each: forward_backward, then optimizer_step with
+    lr = lrs[j - first]. loss_sum = sum over batches of loss * rows.
+    X: (N, 784)  y: (N,)  order: (N,) int64 permutation  lrs: (stop-first,)
+    float64. W, b, state WRITTEN. The epoch driver calls this in chunks so
+    it can report progress and stop cleanly between chunks.
+"""
+
+OPS = (
+    "linear_forward",
+    "softmax_cross_entropy",
+    "relu_backward",
+    "linear_backward",
+    "sgd_update",
+    "momentum_update",
+    "adam_update",
+    "forward",
+    "forward_backward",
+    "optimizer_step",
+    "train_batches",
+)
+
+
+def missing_ops(backend) -> list[str]:
+    """The names in OPS that ``backend`` (a module or object) does not define."""
+    return [name for name in OPS if not callable(getattr(backend, name, None))]

@@ -1,0 +1,118 @@
+"""The training loop on the reference backend: learning, determinism, the
+last partial batch, stop-and-resume, divergence, schedules, config checks."""
+
+import numpy as np
+import pytest
+
+from fastmlp.data import load_dataset
+from fastmlp.errors import FastmlpError
+from fastmlp.kernels import get_backend
+from fastmlp.schedules import learning_rates
+from fastmlp.train import Diverged, TrainConfig, TrainState, epoch_order, run
+
+ref = get_backend("numpy")
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_dataset()
+
+
+def _train(config, data, state=None, **callbacks):
+    state = state or TrainState.fresh(config)
+    status = run(config, data, ref, state, **callbacks)
+    return state, status
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "adamw"])
+def test_loss_decreases_on_a_small_subset(mnist, optimizer):
+    lr = {"sgd": 0.1, "momentum": 0.05, "adam": 1e-3, "adamw": 1e-3}[optimizer]
+    config = TrainConfig(epochs=3, limit=2000, optimizer=optimizer, lr=lr, schedule="constant")
+    state, status = _train(config, mnist)
+    losses = [r["loss"] for r in state.history]
+    assert status == "done"
+    assert losses[2] < losses[1] < losses[0]
+    assert losses[0] < 2.3  # below chance level, log(10), within the first epoch
+    assert state.history[-1]["test_accuracy"] > 0.8
+
+
+def test_same_seed_same_weights_other_seed_other_weights(mnist):
+    config = TrainConfig(epochs=1, limit=1000)
+    a, _ = _train(config, mnist)
+    b, _ = _train(config, mnist)
+    c, _ = _train(TrainConfig(epochs=1, limit=1000, seed=1), mnist)
+    for l in range(3):
+        assert np.array_equal(a.model.W[l], b.model.W[l])
+    assert not np.array_equal(a.model.W[0], c.model.W[0])
+
+
+def test_last_partial_batch_is_trained(mnist):
+    # 300 rows in batches of 128: 128 + 128 + 44, three optimizer steps.
+    state, _ = _train(TrainConfig(epochs=2, limit=300, batch_size=128), mnist)
+    assert state.optimizer.step == 6
+
+
+def test_epoch_order_is_a_fresh_permutation_per_epoch():
+    first, second = epoch_order(7, 0, 1000), epoch_order(7, 1, 1000)
+    assert sorted(first) == list(range(1000))
+    assert not np.array_equal(first, second)
+    assert np.array_equal(first, epoch_order(7, 0, 1000))
+
+
+def test_stop_mid_epoch_then_resume_is_bit_identical(mnist):
+    config = TrainConfig(epochs=2, limit=3000, optimizer="adam", lr=1e-3)
+    whole, _ = _train(config, mnist)
+
+    calls = []
+    stopped, status = _train(config, mnist, on_chunk=lambda s, rows, loss: calls.append(rows),
+                             should_stop=lambda: len(calls) == 30)
+    assert status == "stopped" and stopped.epoch == 1 and stopped.step == 30 - 24
+    resumed, status = _train(config, mnist, state=stopped)
+    assert status == "done"
+    for l in range(3):
+        assert np.array_equal(whole.model.W[l], resumed.model.W[l])
+        assert np.array_equal(whole.optimizer.slots["m_W"][l], resumed.optimizer.slots["m_W"][l])
+    assert [r["loss"] for r in whole.history] == [r["loss"] for r in resumed.history]
+
+
+def test_non_finite_loss_raises_diverged(mnist):
+    config = TrainConfig(epochs=1, limit=2000, optimizer="sgd", lr=1e4, schedule="constant")
+    with pytest.raises(Diverged, match="lower --lr"):
+        _train(config, mnist)
+
+
+def test_history_records_every_epoch(mnist):
+    state, _ = _train(TrainConfig(epochs=2, limit=500), mnist)
+    assert [r["epoch"] for r in state.history] == [1, 2]
+    for record in state.history:
+        assert set(record) == {"epoch", "loss", "train_accuracy", "test_accuracy", "seconds"}
+        assert 0.0 <= record["train_accuracy"] <= 1.0 and record["seconds"] > 0.0
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "onecycle"])
+def test_schedules_peak_at_lr_and_stay_positive(schedule):
+    lrs = learning_rates(schedule, 0.1, 1000)
+    assert lrs.shape == (1000,)
+    assert lrs.max() == pytest.approx(0.1)
+    assert (lrs >= 0).all()
+    if schedule != "constant":
+        assert lrs[-1] < 0.01 * 0.1 + 1e-12  # annealed to (almost) nothing
+    if schedule == "onecycle":
+        assert lrs[0] == pytest.approx(0.1 / 25, rel=0.1)  # starts low: the warm-up
+        assert np.argmax(lrs) == pytest.approx(300, abs=1)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("epochs", 0), ("batch_size", 0), ("lr", 0.0), ("lr", -1.0), ("optimizer", "rmsprop"),
+    ("schedule", "step"), ("hidden", "128,0"), ("hidden", "abc"), ("limit", 0),
+    ("dtype", "float16"), ("weight_decay", -1.0), ("label_smoothing", 1.0),
+])
+def test_invalid_config_is_a_one_line_error(field, value):
+    with pytest.raises(FastmlpError) as error:
+        TrainConfig(**{field: value})
+    assert "\n" not in str(error.value)
+
+
+def test_limit_larger_than_the_data(mnist):
+    with pytest.raises(FastmlpError, match="--limit 70000"):
+        _train(TrainConfig(epochs=1, limit=70000), mnist)
