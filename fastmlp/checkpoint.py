@@ -1,6 +1,7 @@
 """Checkpoints: one ``.npz`` holding the weights, the optimizer state and a JSON
 metadata entry. Written atomically, read without pickle and validated."""
 
+import contextlib
 import json
 import os
 import tempfile
@@ -36,7 +37,9 @@ def save(path, checkpoint: Checkpoint) -> None:
     at any moment leaves either the old file or the new one, never half of one."""
     path = Path(path)
     model = checkpoint.model
+    # The caller's meta first: the fields describing this file always win.
     meta = {
+        **checkpoint.meta,
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
@@ -45,29 +48,46 @@ def save(path, checkpoint: Checkpoint) -> None:
         "output": "softmax",
         "dtype": str(model.dtype),
         "input_scaling": INPUT_SCALING,
-        **checkpoint.meta,
     }
+    meta.pop("optimizer", None)
     arrays = {}
     for l in range(len(model.W)):
         arrays[f"W.{l}"] = model.W[l]
         arrays[f"b.{l}"] = model.b[l]
     if checkpoint.optimizer is not None:
-        meta["optimizer_step"] = checkpoint.optimizer.step
+        slots = sorted({key.rsplit("_", 1)[0] for key in checkpoint.optimizer.slots})
+        meta["optimizer"] = {"step": checkpoint.optimizer.step, "slots": slots}
         for slot, per_layer in checkpoint.optimizer.slots.items():
             for l, array in enumerate(per_layer):
                 arrays[f"opt.{slot}.{l}"] = array
     # A unicode array, not an object array: loadable with allow_pickle=False.
     arrays["meta"] = np.array(json.dumps(meta))
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
+
+
+@contextlib.contextmanager
+def atomic_write(path):
+    """Yield a binary file that replaces ``path`` only once fully written:
+    a temporary file in the same directory, flushed and fsynced, then renamed.
+    A crash, a kill or an exception leaves the old ``path`` untouched."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # mkstemp creates the file 0600; give it the permissions a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise FastmlpError(f"{path}: cannot write ({exc.strerror or exc})") from None
         raise
     _fsync_directory(path.parent)
 
@@ -92,6 +112,8 @@ def load(path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise FastmlpError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):  # else numpy would try to unpickle it
+        raise FastmlpError(f"{path}: not a fastmlp checkpoint (not a valid .npz file)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
@@ -131,6 +153,9 @@ def _read_meta(path, arrays) -> dict:
         raise FastmlpError(f"{path}: metadata 'sizes' must be a list of positive integers")
     if meta.get("dtype") not in ("float32", "float64"):
         raise FastmlpError(f"{path}: metadata dtype {meta.get('dtype')!r} is not float32 or float64")
+    for key, kind in (("config", dict), ("progress", dict), ("data", dict), ("history", list)):
+        if key in meta and not isinstance(meta[key], kind):
+            raise FastmlpError(f"{path}: metadata {key!r} is not a JSON {'object' if kind is dict else 'array'}")
     return meta
 
 
@@ -148,18 +173,24 @@ def _read_model(path, arrays, meta) -> MLP:
 
 
 def _read_optimizer(path, arrays, meta, model) -> OptimizerState | None:
-    if "optimizer_step" not in meta:
+    info = meta.get("optimizer")
+    if info is None:
         return None
-    name = meta.get("config", {}).get("optimizer")
-    if name not in SLOTS:
-        raise FastmlpError(f"{path}: unknown optimizer {name!r} in metadata")
+    known = {slot for slots in SLOTS.values() for slot in slots}
+    if (not isinstance(info, dict) or not isinstance(info.get("slots"), list)
+            or not set(info["slots"]) <= known):
+        found = info.get("slots") if isinstance(info, dict) else info
+        raise FastmlpError(f"{path}: metadata 'optimizer' slots {found!r} are not among {sorted(known)}")
+    step = info.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise FastmlpError(f"{path}: metadata optimizer step {step!r} is not a non-negative integer")
     slots = {}
-    for slot in SLOTS[name]:
+    for slot in info["slots"]:
         slots[f"{slot}_W"] = [_checked(path, arrays, f"opt.{slot}_W.{l}", w.shape, w.dtype)
                               for l, w in enumerate(model.W)]
         slots[f"{slot}_b"] = [_checked(path, arrays, f"opt.{slot}_b.{l}", bias.shape, bias.dtype)
                               for l, bias in enumerate(model.b)]
-    return OptimizerState(step=int(meta["optimizer_step"]), slots=slots)
+    return OptimizerState(step=step, slots=slots)
 
 
 def _checked(path, arrays, key, shape, dtype) -> np.ndarray:

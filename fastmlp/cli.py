@@ -113,8 +113,11 @@ def _run_train(args) -> int:
     if args.resume:
         saved = checkpoint.load(args.resume)
         config = _resumed_config(args, saved)
-        state = train.TrainState(saved.model, saved.optimizer, history=saved.meta.get("history", []),
-                                 **saved.meta["progress"])
+        try:
+            state = train.TrainState(saved.model, saved.optimizer, history=saved.meta.get("history", []),
+                                     **saved.meta["progress"])
+        except TypeError as exc:
+            raise FastmlpError(f"{args.resume}: damaged training progress in metadata ({exc})") from None
         out = Path(args.out or args.resume)
     else:
         config = train.TrainConfig(**_given(args, _RECIPE_FLAGS))
@@ -209,6 +212,7 @@ def _given(args, names) -> dict:
 
 def _resumed_config(args, saved):
     """The checkpoint's recipe; only --epochs may change (to train longer)."""
+    from fastmlp.model import parse_hidden
     from fastmlp.train import TrainConfig
 
     config = dict(saved.meta.get("config") or {})
@@ -218,7 +222,7 @@ def _resumed_config(args, saved):
         if name == "epochs":
             continue
         old = config.get(name)
-        same = (list(map(int, str(value).split(","))) == old) if name == "hidden" else value == old
+        same = (list(parse_hidden(value)) == old) if name == "hidden" else value == old
         if not same:
             raise FastmlpError(f"--{name.replace('_', '-')} {value}: the resumed run was trained "
                                f"with {old}; a resumed run keeps its recipe (only --epochs may change)")
@@ -226,7 +230,10 @@ def _resumed_config(args, saved):
         config["epochs"] = args.epochs
     if saved.optimizer is None or "progress" not in saved.meta:
         raise FastmlpError(f"{args.resume}: holds no optimizer state or progress to resume from")
-    return TrainConfig(**config)
+    try:
+        return TrainConfig(**config)
+    except TypeError as exc:
+        raise FastmlpError(f"{args.resume}: damaged training config in metadata ({exc})") from None
 
 
 def _check_writable(path: Path, flag: str) -> None:
@@ -314,6 +321,9 @@ def _run_predict(args) -> int:
     from fastmlp.preprocess import load_and_normalize
 
     model = checkpoint.load(args.model).model
+    if model.sizes[0] != 28 * 28:
+        raise FastmlpError(f"{args.model}: expects {model.sizes[0]} inputs, but images are "
+                           f"normalized to 28x28 = 784 pixels")
     backend = get_backend(args.backend)
     failed = 0
     for path in args.images:
@@ -330,7 +340,7 @@ def _run_predict(args) -> int:
                               "probabilities": [float(p) for p in probs]}))
         else:
             print(f"{path}: {digit} ({probs[digit] * 100:.1f}%)")
-    return 1 if failed else 0
+    return EXIT_ERROR if failed else 0
 
 
 # ---------------------------------------------------------------- gradcheck

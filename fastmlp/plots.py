@@ -1,12 +1,9 @@
 """PNG figures: training curves, confusion matrix, most confident mistakes.
 Each is written atomically (temp file, then rename) like the checkpoints."""
 
-import os
-import tempfile
-from pathlib import Path
-
 import numpy as np
 
+from fastmlp.checkpoint import atomic_write
 from fastmlp.errors import FastmlpError
 
 
@@ -21,15 +18,8 @@ def _pyplot():
 
 
 def _save(fig, path) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
 
 
 def training_curves(history: list, path) -> None:

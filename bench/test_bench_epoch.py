@@ -1,0 +1,38 @@
+"""One training epoch per backend: the default recipe (TrainConfig(): batch 128,
+Nesterov momentum 0.9, lr 0.05 cosine, weight decay 1e-3), 784-128-64-10
+float32, 60000 MNIST rows (6000 with FASTMLP_BENCH_QUICK=1).
+
+Timed: the epoch's permutation plus every train_batches call over all batches,
+chunked as fastmlp.train.run does; not timed: evaluation, model init, the
+lr schedule, compilation (benchlib.run_epoch). Before timing, an untimed epoch
+from the same initial model must give the reference's mean loss within
+rtol 1e-3, and every timed round must too.
+"""
+
+import benchlib
+
+
+def test_epoch(benchmark, backend, epoch_setup, reference_epoch, quick):
+    benchlib.warm_up_epoch(backend, epoch_setup)
+    if backend.name == benchlib.REFERENCE:
+        checked = reference_epoch  # the fixture's epoch is the reference's own check run
+    else:
+        checked = benchlib.run_epoch(backend, epoch_setup, benchlib.fresh_state(epoch_setup))
+    benchlib.check_epoch_loss(backend.name, checked, reference_epoch)
+
+    results = []
+
+    def setup():
+        return (backend, epoch_setup, benchlib.fresh_state(epoch_setup)), {}
+
+    def epoch(*args):
+        results.append(benchlib.run_epoch(*args))
+
+    benchmark.group = f"epoch {epoch_setup.n} rows batch {epoch_setup.config.batch_size}"
+    benchmark.pedantic(epoch, setup=setup, rounds=1 if quick else 3, iterations=1)
+    for result in results:
+        benchlib.check_epoch_loss(backend.name, result, reference_epoch)
+    best = min(r.seconds for r in results)
+    benchmark.extra_info.update(
+        backend=backend.name, rows=epoch_setup.n, loss=results[0].loss,
+        samples_per_s=epoch_setup.n / best, gflops_dense=epoch_setup.flops / best / 1e9)

@@ -1,0 +1,34 @@
+"""Inference: single-image latency (model.predict_proba on one image, as
+`fastmlp predict` calls it) and the 10k test set (fastmlp.evaluate.predict_proba,
+as `fastmlp evaluate` and the per-epoch test accuracy call it), per backend.
+Probabilities are checked against the reference (rtol 1e-4, atol 1e-5) first,
+then one warm-up call, then timing.
+"""
+
+import numpy as np
+import pytest
+
+import benchlib
+from fastmlp.evaluate import predict_proba
+
+
+def _single(model, mnist, backend):
+    x = mnist.X_test[0]
+    return lambda: model.predict_proba(x[None, :], backend)
+
+
+def _test_set(model, mnist, backend):
+    return lambda: predict_proba(model, mnist.X_test, backend)
+
+
+@pytest.mark.parametrize("kind", ["single-image", "test-10k"])
+def test_inference(benchmark, backend, reference, model, mnist, kind):
+    make = _single if kind == "single-image" else _test_set
+    want = make(model, mnist, reference)()
+    call = make(model, mnist, backend)
+    got = call()  # also the warm-up
+    np.testing.assert_allclose(got, want, rtol=benchlib.OP_RTOL, atol=benchlib.OP_ATOL)
+    assert got.shape == (1 if kind == "single-image" else len(mnist.X_test), 10)
+    benchmark.group = f"inference {kind}"
+    benchmark.extra_info.update(backend=backend.name, rows=len(got))
+    benchmark(call)

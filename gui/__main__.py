@@ -1,0 +1,7 @@
+"""python -m fastmlp.gui [--model PATH] [--backend numpy|numba]"""
+
+import sys
+
+from fastmlp.gui import main
+
+sys.exit(main())

@@ -1,0 +1,493 @@
+"""The drawing app: draw a digit, watch the network answer while you draw.
+
+Layout (about 1000x560 px, fits a 1366x768 screen):
+
+    [ drawing canvas 280x280 ]  [ predicted digit        ]  [ model            ]
+    [ pen width, Clear, Undo ]  [ 28x28 input, enlarged  ]  [ backend, timing  ]
+    [ Test digit, Open image ]  [ 10 probability bars    ]  [ training + curve ]
+    [ status bar                                                                ]
+
+Everything runs on the Tk thread except training (fastmlp.gui.training).
+Errors never close the window: FastmlpError messages (one line) go to the
+status bar and, for user actions, a message box.
+"""
+
+import math
+import sys
+import time
+import tkinter as tk
+import traceback
+from pathlib import Path
+from tkinter import filedialog, messagebox, ttk
+
+import numpy as np
+
+import fastmlp
+from fastmlp import checkpoint
+from fastmlp.errors import FastmlpError
+from fastmlp.gui.answer import AnswerPanel
+from fastmlp.gui.canvas import DrawingCanvas
+from fastmlp.gui.inference import check_model, classify, classify_picture
+from fastmlp.gui.plot import CurvePlot
+from fastmlp.gui.training import EpochDone, Failed, Finished, Progress, TrainingController
+from fastmlp.kernels import BACKENDS, get_backend
+from fastmlp.preprocess import load_image, normalize_digit
+from fastmlp.train import TrainConfig
+
+PRETRAINED = Path(fastmlp.__file__).resolve().parent / "pretrained" / "fastmlp-mnist.npz"
+DEBOUNCE_MS = 30  # predict this long after the last change: one answer per burst of motion
+POLL_MS = 50  # how often the Tk thread drains the training queue
+DRAW_PROMPT = "draw a digit"
+NO_MODEL = "no model loaded: File > Open model or Train"
+BACKEND_LABELS = {"numpy": "NumPy", "numba": "Numba"}
+IMAGE_TYPES = [("Images", "*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp"), ("All files", "*")]
+MODEL_TYPES = [("fastmlp checkpoints", "*.npz"), ("All files", "*")]
+
+
+def one_line(text) -> str:
+    return " ".join(str(text).split())
+
+
+class DigitApp:
+    """The main window's contents, built into ``root``.
+
+    Public methods are what the menus and buttons call, so tests (and
+    scripts) drive the app exactly as a user would: clear(), undo(),
+    select_backend(name), open_model(path), save_model(path),
+    open_image(path), show_test_digit(index), start_training(), cancel_training().
+    """
+
+    def __init__(self, root: tk.Tk, model_path=None, backend: str = "numpy"):
+        self.root = root
+        root.title("fastmlp: draw a digit")
+        root.report_callback_exception = self.report_exception
+        root.protocol("WM_DELETE_WINDOW", self.close)
+
+        self.model = None  # fastmlp.model.MLP, or None before one is loaded/trained
+        self.checkpoint = None  # what File > Save model writes
+        self.backend = get_backend("numpy")
+        self.answer = None  # the last fastmlp.gui.inference.Answer shown, or None
+        # What the answer panel is about: None = the drawing, else
+        # (x: (784,) input, caption, true label or None) from an image/test digit.
+        self._shown = None
+        self._pending = None  # after() id of the debounced prediction
+        self._test_data = None
+        self._rng = np.random.default_rng()
+        self.training = TrainingController()
+        self._training_epochs = 1
+
+        self.brush = tk.IntVar(value=18)
+        self.backend_var = tk.StringVar(value="numpy")
+        self.epochs_var = tk.StringVar(value="5")
+        self.images_var = tk.StringVar(value="60000")
+        self.status_var = tk.StringVar()
+
+        self._build_menu()
+        body = tk.Frame(root, padx=10, pady=8)
+        body.pack(side="top", fill="both", expand=True)
+        self._build_drawing(body).grid(row=0, column=0, sticky="n", padx=(0, 12))
+        self.answer_panel = AnswerPanel(body)
+        self.answer_panel.frame.grid(row=0, column=1, sticky="n", padx=12)
+        self._build_side(body).grid(row=0, column=2, sticky="n", padx=(12, 0))
+        self.status = tk.Label(root, textvariable=self.status_var, anchor="w", relief="sunken",
+                               padx=6)
+        self.status.pack(side="bottom", fill="x")
+
+        for sequence, action in (("<Escape>", self.clear), ("<Control-z>", self.undo),
+                                 ("<Control-o>", self.ask_open_model),
+                                 ("<Control-s>", self.ask_save_model),
+                                 ("<Control-i>", self.ask_open_image), ("<Control-q>", self.close)):
+            root.bind(sequence, lambda event, action=action: action())
+
+        self._load_initial_model(model_path)
+        if backend != "numpy":
+            self.select_backend(backend)
+        self.refresh()
+
+    # ------------------------------------------------------------ widgets
+
+    def _build_menu(self):
+        menubar = tk.Menu(self.root)
+        self.file_menu = tk.Menu(menubar, tearoff=False)
+        self.file_menu.add_command(label="Open model…", accelerator="Ctrl+O", command=self.ask_open_model)
+        self.file_menu.add_command(label="Save model…", accelerator="Ctrl+S", command=self.ask_save_model,
+                                   state="disabled")
+        self.file_menu.add_separator()
+        self.file_menu.add_command(label="Open image…", accelerator="Ctrl+I", command=self.ask_open_image)
+        self.file_menu.add_separator()
+        self.file_menu.add_command(label="Quit", accelerator="Ctrl+Q", command=self.close)
+        menubar.add_cascade(label="File", menu=self.file_menu)
+        edit = tk.Menu(menubar, tearoff=False)
+        edit.add_command(label="Undo stroke", accelerator="Ctrl+Z", command=self.undo)
+        edit.add_command(label="Clear", accelerator="Esc", command=self.clear)
+        menubar.add_cascade(label="Edit", menu=edit)
+        self.root.configure(menu=menubar)
+
+    def _build_drawing(self, parent) -> tk.Frame:
+        frame = tk.Frame(parent)
+        tk.Label(frame, text="Draw a digit (right click or Esc clears)").pack(anchor="w")
+        border = tk.Frame(frame, borderwidth=2, relief="sunken")
+        border.pack()
+        self.canvas = DrawingCanvas(border, self.brush, on_change=self._drawing_changed)
+        self.canvas.widget.pack()
+        tk.Scale(frame, label="Pen width (px)", variable=self.brush, from_=4, to=40,
+                 orient="horizontal", length=280).pack(fill="x", pady=(6, 0))
+        row = tk.Frame(frame)
+        row.pack(fill="x", pady=4)
+        self.clear_button = ttk.Button(row, text="Clear", command=self.clear)
+        self.clear_button.pack(side="left", expand=True, fill="x")
+        self.undo_button = ttk.Button(row, text="Undo", command=self.undo)
+        self.undo_button.pack(side="left", expand=True, fill="x")
+        row = tk.Frame(frame)
+        row.pack(fill="x")
+        self.test_button = ttk.Button(row, text="Test digit", command=self.show_test_digit)
+        self.test_button.pack(side="left", expand=True, fill="x")
+        ttk.Button(row, text="Open image…", command=self.ask_open_image).pack(side="left", expand=True,
+                                                                               fill="x")
+        return frame
+
+    def _build_side(self, parent) -> tk.Frame:
+        frame = tk.Frame(parent)
+        box = ttk.LabelFrame(frame, text="Model", padding=6)
+        box.pack(fill="x")
+        self.model_label = tk.Label(box, text="none", wraplength=300, justify="left", anchor="w")
+        self.model_label.pack(fill="x")
+
+        box = ttk.LabelFrame(frame, text="Kernels", padding=6)
+        box.pack(fill="x", pady=8)
+        row = tk.Frame(box)
+        row.pack(fill="x")
+        self.backend_buttons = {}
+        for name in BACKENDS:
+            button = ttk.Radiobutton(row, text=BACKEND_LABELS.get(name, name), value=name,
+                                     variable=self.backend_var,
+                                     command=lambda name=name: self.select_backend(name))
+            button.pack(side="left", padx=(0, 12))
+            self.backend_buttons[name] = button
+        self.timing_label = tk.Label(box, text="inference: –", anchor="w")
+        self.timing_label.pack(fill="x")
+
+        box = ttk.LabelFrame(frame, text="Train a new model", padding=6)
+        box.pack(fill="x")
+        row = tk.Frame(box)
+        row.pack(fill="x")
+        tk.Label(row, text="Epochs").pack(side="left")
+        self.epochs_spin = ttk.Spinbox(row, from_=1, to=100, width=4, textvariable=self.epochs_var)
+        self.epochs_spin.pack(side="left", padx=(4, 10))
+        tk.Label(row, text="Images").pack(side="left")
+        self.images_spin = ttk.Spinbox(row, from_=1000, to=60000, increment=1000, width=7,
+                                       textvariable=self.images_var)
+        self.images_spin.pack(side="left", padx=4)
+        row = tk.Frame(box)
+        row.pack(fill="x", pady=4)
+        self.train_button = ttk.Button(row, text="Train", command=self.start_training)
+        self.train_button.pack(side="left", expand=True, fill="x")
+        self.cancel_button = ttk.Button(row, text="Cancel", command=self.cancel_training,
+                                        state="disabled")
+        self.cancel_button.pack(side="left", expand=True, fill="x")
+        self.progress = ttk.Progressbar(box, maximum=100.0, length=300)
+        self.progress.pack(fill="x")
+        self.progress_label = tk.Label(box, text="", anchor="w")
+        self.progress_label.pack(fill="x")
+        self.plot = CurvePlot(box)
+        self.plot.widget.pack(pady=(4, 0))
+        return frame
+
+    # ------------------------------------------------------------- status
+
+    def set_status(self, text: str, error: bool = False) -> None:
+        self.status_var.set(one_line(text))
+        self.status.configure(foreground="#b00020" if error else "black")
+
+    def show_error(self, message, dialog: bool = True) -> None:
+        """A one-line error in the status bar, and in a message box for actions
+        the user just asked for."""
+        message = one_line(message)
+        self.set_status(message, error=True)
+        if dialog:
+            messagebox.showerror("fastmlp", message, parent=self.root)
+
+    def report_exception(self, exc_type, value, tb) -> None:
+        """Tk calls this for any exception escaping a callback: show it, keep running."""
+        if isinstance(value, FastmlpError):
+            self.show_error(value)
+            return
+        traceback.print_exception(exc_type, value, tb, file=sys.stderr)  # a bug: keep the trace
+        self.show_error(f"internal error: {exc_type.__name__}: {value}")
+
+    # ---------------------------------------------------------- prediction
+
+    def _drawing_changed(self) -> None:
+        self._shown = None
+        if self._pending is not None:
+            self.root.after_cancel(self._pending)
+        self._pending = self.root.after(DEBOUNCE_MS, self.refresh)
+
+    def refresh(self) -> None:
+        """Predict what the panel is about (the drawing, or an image/test digit) now."""
+        if self._pending is not None:
+            self.root.after_cancel(self._pending)
+            self._pending = None
+        if self._shown is None and self.canvas.is_empty:
+            self.answer = None
+            self.answer_panel.show_message(DRAW_PROMPT if self.model else NO_MODEL)
+            return
+        if self.model is None:
+            self.answer = None
+            self.answer_panel.show_message(NO_MODEL)
+            return
+        if self._shown is None:
+            answer = classify_picture(self.model, self.backend, self.canvas.image, name="drawing")
+            caption = ""
+        else:
+            x, caption, label = self._shown
+            answer = classify(self.model, self.backend, x)
+            if label is not None:
+                caption += "  ✓ right" if answer.digit == label else "  ✗ wrong"
+        self.answer = answer
+        self.answer_panel.show(answer, caption)
+        self.timing_label.configure(
+            text=f"inference: {answer.seconds * 1e6:,.0f} µs ({self.backend.name}, predict_proba only)")
+
+    def _show_input(self, x, caption: str, label=None) -> None:
+        """Answer for a prepared network input instead of the drawing."""
+        self.canvas.clear()  # the answer no longer describes the drawing
+        self._shown = (x, caption, label)
+        self.refresh()
+
+    # ------------------------------------------------------------ drawing
+
+    def clear(self) -> None:
+        self.canvas.clear()
+
+    def undo(self) -> None:
+        self.canvas.undo()
+
+    # ------------------------------------------------------------ backend
+
+    def select_backend(self, name: str) -> bool:
+        """Switch kernels. A backend that fails to load leaves the current one
+        (the error goes to the status bar) and returns False."""
+        try:
+            backend = get_backend(name)
+            seconds = self._warm_up(backend)
+        except FastmlpError as exc:
+            self.backend_var.set(self.backend.name)
+            self.show_error(exc, dialog=False)
+            return False
+        self.backend = backend
+        self.backend_var.set(name)
+        compiled = f" (first call, compiling: {seconds:.1f} s)" if seconds > 0.1 else ""
+        self.set_status(f"kernels: {BACKEND_LABELS.get(name, name)}{compiled}")
+        self.refresh()
+        return True
+
+    def _warm_up(self, backend) -> float:
+        """Run one prediction so the timing shown later is not a JIT compile.
+        Returns its duration in seconds."""
+        if self.model is None:
+            return 0.0
+        start = time.perf_counter()
+        try:
+            classify(self.model, backend, np.zeros(784, np.float32))
+        except Exception as exc:  # e.g. a numba compile error: the backend is unusable
+            raise FastmlpError(f"backend {backend.name!r} failed: {type(exc).__name__}: "
+                               f"{one_line(exc)}") from None
+        return time.perf_counter() - start
+
+    # -------------------------------------------------------------- model
+
+    def _load_initial_model(self, model_path) -> None:
+        if model_path is not None:
+            self.open_model(model_path, dialog=False)
+        elif PRETRAINED.is_file():
+            self.open_model(PRETRAINED, dialog=False)
+        else:
+            self.set_status(NO_MODEL)
+
+    def open_model(self, path, dialog: bool = True) -> bool:
+        """Load a checkpoint. A bad one leaves the current model in place."""
+        try:
+            loaded = checkpoint.load(path)
+            check_model(loaded.model, path)
+        except FastmlpError as exc:
+            self.show_error(exc, dialog=dialog)
+            return False
+        history = loaded.meta.get("history") or []
+        accuracy = f", test {history[-1]['test_accuracy'] * 100:.2f}%" if history else ""
+        self._install(loaded, f"{Path(path).name}{accuracy}")
+        self.set_status(f"loaded model {path}")
+        return True
+
+    def _install(self, saved: checkpoint.Checkpoint, description: str) -> None:
+        model = saved.model
+        self.model, self.checkpoint = model, saved
+        self.model_label.configure(
+            text=f"{description}\n{'-'.join(map(str, model.sizes))}, {model.dtype}")
+        self.file_menu.entryconfigure("Save model…", state="normal")
+        try:
+            self._warm_up(self.backend)
+        except FastmlpError as exc:  # e.g. numba cannot compile this dtype
+            self.show_error(exc, dialog=False)
+            self.select_backend("numpy")
+        self.refresh()
+
+    def save_model(self, path) -> bool:
+        if self.checkpoint is None:
+            self.show_error("no model to save: train or open one first")
+            return False
+        try:
+            checkpoint.save(path, self.checkpoint)
+        except OSError as exc:
+            self.show_error(f"{path}: cannot write the model ({exc.strerror or exc})")
+            return False
+        self.set_status(f"saved model {path}")
+        return True
+
+    def ask_open_model(self) -> None:
+        path = filedialog.askopenfilename(parent=self.root, title="Open model", filetypes=MODEL_TYPES)
+        if path:
+            self.open_model(path)
+
+    def ask_save_model(self) -> None:
+        if self.checkpoint is None:
+            self.show_error("no model to save: train or open one first")
+            return
+        path = filedialog.asksaveasfilename(parent=self.root, title="Save model", defaultextension=".npz",
+                                            initialfile="fastmlp-model.npz", filetypes=MODEL_TYPES)
+        if path:
+            self.save_model(path)
+
+    # ----------------------------------------------------- other pictures
+
+    def open_image(self, path) -> bool:
+        """Classify a picture file (PNG, JPEG, BMP, ...), normalised like MNIST."""
+        try:
+            x = normalize_digit(load_image(path), name=str(path))
+        except FastmlpError as exc:
+            self.show_error(exc)
+            return False
+        self._show_input(x, f"image {Path(path).name}")
+        self.set_status(f"classified {path}")
+        return True
+
+    def ask_open_image(self) -> None:
+        path = filedialog.askopenfilename(parent=self.root, title="Open image", filetypes=IMAGE_TYPES)
+        if path:
+            self.open_image(path)
+
+    def show_test_digit(self, index: int | None = None) -> None:
+        """A random (or the given) MNIST test image, with its true label."""
+        if self._test_data is None:
+            self.set_status("loading the MNIST test set…")
+            self.root.update_idletasks()
+            from fastmlp.data import load_dataset
+            self._test_data = load_dataset()
+        data = self._test_data
+        if index is None:
+            index = int(self._rng.integers(len(data.X_test)))
+        label = int(data.y_test[index])
+        self._show_input(data.X_test[index], f"MNIST test image #{index}, true label {label}", label)
+        self.set_status(f"MNIST test image #{index}")
+
+    # ----------------------------------------------------------- training
+
+    def training_config(self) -> TrainConfig:
+        """The recipe from the Epochs and Images fields (defaults otherwise)."""
+        values = {}
+        for field, var in (("epochs", self.epochs_var), ("limit", self.images_var)):
+            text = var.get().strip()
+            try:
+                values[field] = int(text)
+            except ValueError:
+                raise FastmlpError(f"{field}: expected a whole number, got {text!r}") from None
+        return TrainConfig(epochs=values["epochs"], limit=values["limit"])
+
+    def start_training(self) -> bool:
+        """Train a fresh network in the background; the window stays live."""
+        try:
+            config = self.training_config()
+            self.training.start(config, self.backend)
+        except FastmlpError as exc:
+            self.show_error(exc)
+            return False
+        self.train_button.configure(state="disabled")
+        self.cancel_button.configure(state="normal")
+        self.progress.configure(value=0)
+        self.progress_label.configure(text="loading data…")
+        self.plot.reset(config.epochs)
+        self._training_epochs = config.epochs
+        self.set_status(f"training {config.epochs} epochs on {config.limit} images "
+                        f"({self.backend.name} kernels)…")
+        self.root.after(POLL_MS, self._poll_training)
+        return True
+
+    def cancel_training(self) -> None:
+        if self.training.running:
+            self.training.cancel()
+            self.set_status("cancelling after the current batch…")
+
+    def _poll_training(self) -> None:
+        finished = None
+        for event in self.training.poll():
+            if isinstance(event, Progress):
+                self.plot.add_loss(event.position, event.loss)
+                self.progress.configure(value=100.0 * event.position / self._training_epochs)
+                self.progress_label.configure(
+                    text=f"epoch {max(1, math.ceil(event.position))}"
+                         f"/{self._training_epochs}, loss {event.loss:.4f}")
+            elif isinstance(event, EpochDone):
+                self.plot.add_accuracy(event.record["epoch"], event.record["test_accuracy"])
+            else:
+                finished = event
+        self.plot.redraw()
+        if finished is None:
+            self.root.after(POLL_MS, self._poll_training)
+            return
+        self.train_button.configure(state="normal")
+        self.cancel_button.configure(state="disabled")
+        if isinstance(finished, Failed):
+            self.progress_label.configure(text="failed")
+            self.show_error(finished.message)
+        else:
+            self._training_finished(finished)
+
+    def _training_finished(self, event: Finished) -> None:
+        state, epochs = event.state, event.config.epochs
+        history = state.history
+        accuracy = f", test {history[-1]['test_accuracy'] * 100:.2f}%" if history else ""
+        saved = checkpoint.Checkpoint(state.model, state.optimizer, event.meta)
+        if event.status == "done":
+            self.progress_label.configure(text=f"done: {epochs} epochs{accuracy}")
+            self._install(saved, f"trained here: {epochs} epochs{accuracy} (unsaved)")
+            self.set_status("training done; File > Save model keeps it")
+            return
+        where = f"in epoch {state.epoch + 1} of {epochs}"
+        self.progress_label.configure(text=f"cancelled {where}")
+        keep = messagebox.askyesno("Training cancelled",
+                                   f"Training stopped {where}{accuracy}. "
+                                   "Use the partially trained model?", parent=self.root)
+        if keep:
+            self._install(saved, f"partly trained here: {state.epoch} of {epochs} epochs{accuracy} "
+                                 "(unsaved)")
+            self.set_status("using the partially trained model; File > Save model keeps it")
+        else:
+            self.set_status("training cancelled; kept the previous model")
+
+    # -------------------------------------------------------------- close
+
+    def close(self) -> None:
+        """Stop any training (it would die with the process anyway) and close."""
+        self.training.cancel()
+        self.training.join(timeout=5)
+        self.root.destroy()
+
+
+def open_window(model_path=None, backend: str = "numpy") -> None:
+    """Open the app and run the Tk main loop until the window is closed."""
+    try:
+        root = tk.Tk()
+    except tk.TclError as exc:
+        raise FastmlpError(f"cannot open a window: {one_line(exc)}") from None
+    DigitApp(root, model_path=model_path, backend=backend)
+    root.mainloop()

@@ -1,0 +1,121 @@
+"""Training in a background thread, watched from the Tk thread. No Tk here.
+
+The training thread never touches widgets: it puts events (Progress,
+EpochDone, then Finished or Failed) into a queue.Queue, and the Tk thread
+drains it with ``poll()`` from an ``after()`` loop. Cancelling sets a
+threading.Event that fastmlp.train.run reads through ``should_stop``
+between batches, so a cancel takes effect within one batch.
+"""
+
+import queue
+import threading
+from dataclasses import dataclass
+
+from fastmlp.data import load_dataset
+from fastmlp.errors import FastmlpError
+from fastmlp.train import TrainConfig, TrainState, run, training_rows
+
+
+@dataclass(frozen=True)
+class Progress:
+    """After each backend call: ``position`` epochs done so far (fractional),
+    ``loss`` the mean loss of the batches just trained."""
+
+    position: float
+    loss: float
+
+
+@dataclass(frozen=True)
+class EpochDone:
+    """record: fastmlp.train.run's epoch record (epoch, loss, train_accuracy,
+    test_accuracy, seconds)."""
+
+    record: dict
+
+
+@dataclass(frozen=True)
+class Finished:
+    """status: "done" or "stopped" (cancelled). state: the trained TrainState,
+    handed over once the thread no longer touches it. meta: checkpoint
+    metadata in the format ``fastmlp train`` writes, so a saved model can be
+    evaluated or resumed from the command line."""
+
+    status: str
+    state: TrainState
+    config: TrainConfig
+    meta: dict
+
+
+@dataclass(frozen=True)
+class Failed:
+    message: str  # one line
+
+
+def checkpoint_meta(config: TrainConfig, state: TrainState, data) -> dict:
+    """The metadata ``fastmlp train`` stores with every checkpoint."""
+    return {"config": config.to_dict(), "history": state.history, "progress": state.progress(),
+            "data": {"source": str(data.source), "checksum": data.checksum},
+            "rng": {"seed": config.seed, "scheme": "epoch order: default_rng([seed, epoch])"}}
+
+
+class TrainingController:
+    """Runs one training at a time: start(), then poll() until Finished/Failed."""
+
+    def __init__(self):
+        self._events: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, config: TrainConfig, backend, data=None) -> None:
+        """Train a fresh model with ``config`` on ``data`` (default: the shipped
+        MNIST, loaded in the thread). Raises FastmlpError if one is running."""
+        if self.running:
+            raise FastmlpError("a training run is already in progress")
+        self._stop.clear()
+        self._events = queue.Queue()  # nothing left over from an earlier run
+        self._thread = threading.Thread(target=self._train, args=(config, backend, data, self._events),
+                                        name="fastmlp-training", daemon=True)
+        self._thread.start()
+
+    def cancel(self) -> None:
+        """Ask the run to stop after the current batch; it then reports Finished("stopped")."""
+        self._stop.set()
+
+    def poll(self) -> list:
+        """Every event queued since the last poll, oldest first. Never blocks."""
+        events = []
+        while True:
+            try:
+                events.append(self._events.get_nowait())
+            except queue.Empty:
+                return events
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # ------------------------------------------------------ training thread
+
+    def _train(self, config, backend, data, events: queue.Queue) -> None:
+        try:
+            data = data if data is not None else load_dataset(dtype=config.dtype)
+            n = len(training_rows(data, config.limit)[0])
+            state = TrainState.fresh(config)
+
+            def on_chunk(state, rows_done, loss):
+                events.put(Progress(state.epoch + rows_done / n, loss))
+
+            def on_epoch(state, record):
+                events.put(EpochDone(dict(record)))
+
+            status = run(config, data, backend, state, on_chunk=on_chunk, on_epoch=on_epoch,
+                         should_stop=self._stop.is_set)
+            events.put(Finished(status, state, config, checkpoint_meta(config, state, data)))
+        except FastmlpError as exc:  # includes Diverged
+            events.put(Failed(str(exc)))
+        except Exception as exc:  # a bug must still end the run visibly, not silently
+            events.put(Failed(f"training failed: {type(exc).__name__}: {exc}"))
