@@ -383,11 +383,14 @@ def layer_gemms(batch: int, sizes=None) -> list[tuple]:
 
 
 def sgemm_report(n_rows: int, batch: int = 128, quick: bool = False) -> dict:
-    """The machine's SGEMM peak (best of several 2048^3 float32 matmuls, and
-    1024^3 for comparison) and the dense floor it implies for one epoch, plus
-    the rate at the MNIST layer shapes and the floor at those shapes."""
-    timing = {"min_time": 0.05, "repeats": 2} if quick else {"min_time": 0.3, "repeats": 5}
-    square = {s: sgemm_rate(s, s, s, **timing) for s in (1024, 2048)}
+    """The machine's SGEMM peak: the best rate of float32 square np.matmul
+    1024^3, 2048^3 and 4096^3 (quick: no 4096), each the best of 5 samples (quick: 3),
+    with the BLAS's own threads; the dense floor it implies for one epoch
+    (epoch_flops / peak); and the rate at each GEMM shape of a training step
+    at ``batch``, with the floor those rates imply (the same GEMMs, each at
+    its shape's best rate)."""
+    timing = {"min_time": 0.1, "repeats": 3} if quick else {"min_time": 0.5, "repeats": 5}
+    square = {s: sgemm_rate(s, s, s, **timing) for s in ((1024, 2048) if quick else (1024, 2048, 4096))}
     peak = max(square.values())
     flops = epoch_flops(n_rows)
     layers = []

@@ -98,7 +98,9 @@ class TorchRunner:
     def _data(self, setup):
         key = id(setup)
         if key not in self._tensors:
-            self._tensors[key] = (self.torch.from_numpy(setup.X), self.torch.from_numpy(setup.y))
+            # Copies: the data set's arrays are read-only, torch wants writable memory.
+            self._tensors[key] = (self.torch.from_numpy(setup.X.copy()),
+                                  self.torch.from_numpy(setup.y.copy()))
         return self._tensors[key]
 
     def warm_up(self, setup):
@@ -151,6 +153,7 @@ class TorchRunner:
             with torch.inference_mode():
                 return torch.softmax(net(torch.from_numpy(np.ascontiguousarray(X))), dim=1).numpy()
 
+        X_test = X_test.copy()  # writable: torch.from_numpy warns on read-only arrays
         x = X_test[0]
         return (lambda: probs(x[None, :])), (lambda: probs(X_test))
 

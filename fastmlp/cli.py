@@ -100,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     gradcheck.add_argument("--entries", type=int, default=100, help="entries checked per tensor")
     gradcheck.add_argument("--data", metavar="DIR")
     gradcheck.set_defaults(run=_run_gradcheck)
+
+    gui = commands.add_parser("gui", help="draw a digit and watch the network answer")
+    gui.add_argument("--model", metavar="PATH", help="checkpoint (default: the pretrained model)")
+    gui.add_argument("--backend", help="numpy or numba (switchable in the window)")
+    gui.set_defaults(run=_run_gui)
     return parser
 
 
@@ -369,6 +374,11 @@ def _run_gradcheck(args) -> int:
     failed = [r for r in table if not r.passed]
     print(f"{len(table) - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0
+
+
+def _run_gui(args) -> int:
+    from fastmlp.gui import run
+    return run(args.model, args.backend)
 
 
 if __name__ == "__main__":

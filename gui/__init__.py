@@ -16,8 +16,11 @@ def run(model_path=None, backend=None) -> int:
     that does not load fails here, as one line, before any window appears."""
     from fastmlp import checkpoint
     from fastmlp.gui.inference import check_model
-    from fastmlp.kernels import default_backend_name
+    from fastmlp.kernels import BACKENDS, default_backend_name
 
+    backend = backend or default_backend_name()
+    if backend not in BACKENDS:
+        raise FastmlpError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     if model_path is not None:
         check_model(checkpoint.load(model_path).model, model_path)
     try:
@@ -28,7 +31,7 @@ def run(model_path=None, backend=None) -> int:
         raise FastmlpError("the GUI needs Tkinter, which this Python lacks "
                            "(e.g. apt-get install python3-tk)") from None
     # A backend that fails to load is reported inside the window, not here.
-    open_window(model_path, backend or default_backend_name())
+    open_window(model_path, backend)
     return 0
 
 

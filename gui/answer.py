@@ -34,16 +34,17 @@ class AnswerPanel:
         self.frame = tk.Frame(parent)
         # Fixed row and column sizes: the layout must not jump between a
         # message and a big digit.
-        self.frame.grid_rowconfigure(0, minsize=96)
+        self.frame.grid_rowconfigure(0, minsize=110)
         self.frame.grid_columnconfigure(0, minsize=300)
         self.digit = tk.Label(self.frame, font=MESSAGE_FONT, wraplength=290, justify="center")
         self.digit.grid(row=0, column=0)
         self.confidence = tk.Label(self.frame, font=("DejaVu Sans", 12))
         self.confidence.grid(row=1, column=0)
-        self.caption = tk.Label(self.frame, wraplength=300, justify="center", fg="#444")
+        # Two lines reserved, so a caption never pushes the preview down.
+        self.caption = tk.Label(self.frame, wraplength=280, justify="center", fg="#444", height=2)
         self.caption.grid(row=2, column=0, pady=(0, 6))
 
-        self.preview = tk.PhotoImage(width=PREVIEW, height=PREVIEW)
+        self.preview = tk.PhotoImage(master=self.frame, width=PREVIEW, height=PREVIEW)
         self.preview.put("black", to=(0, 0, PREVIEW, PREVIEW))
         tk.Label(self.frame, image=self.preview, borderwidth=1, relief="solid").grid(row=3, column=0)
         tk.Label(self.frame, text="what the network sees (28×28 input)", fg="#444").grid(

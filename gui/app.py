@@ -1,6 +1,6 @@
 """The drawing app: draw a digit, watch the network answer while you draw.
 
-Layout (about 1000x560 px, fits a 1366x768 screen):
+Layout (about 990x610 px, fits a 1366x768 screen):
 
     [ drawing canvas 280x280 ]  [ predicted digit        ]  [ model            ]
     [ pen width, Clear, Undo ]  [ 28x28 input, enlarged  ]  [ backend, timing  ]
@@ -36,11 +36,13 @@ from fastmlp.train import TrainConfig
 
 PRETRAINED = Path(fastmlp.__file__).resolve().parent / "pretrained" / "fastmlp-mnist.npz"
 DEBOUNCE_MS = 30  # predict this long after the last change: one answer per burst of motion
+MAX_WAIT_MS = 120  # ... but while the pen keeps moving, answer at least this often
 POLL_MS = 50  # how often the Tk thread drains the training queue
 DRAW_PROMPT = "draw a digit"
 NO_MODEL = "no model loaded: File > Open model or Train"
 BACKEND_LABELS = {"numpy": "NumPy", "numba": "Numba"}
 IMAGE_TYPES = [("Images", "*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp"), ("All files", "*")]
+SIDE_WIDTH = 350  # px, the right-hand column
 MODEL_TYPES = [("fastmlp checkpoints", "*.npz"), ("All files", "*")]
 
 
@@ -71,6 +73,7 @@ class DigitApp:
         # (x: (784,) input, caption, true label or None) from an image/test digit.
         self._shown = None
         self._pending = None  # after() id of the debounced prediction
+        self._first_change = 0.0  # time.monotonic() of the first change it waits for
         self._test_data = None
         self._rng = np.random.default_rng()
         self.training = TrainingController()
@@ -88,7 +91,8 @@ class DigitApp:
         self._build_drawing(body).grid(row=0, column=0, sticky="n", padx=(0, 12))
         self.answer_panel = AnswerPanel(body)
         self.answer_panel.frame.grid(row=0, column=1, sticky="n", padx=12)
-        self._build_side(body).grid(row=0, column=2, sticky="n", padx=(12, 0))
+        self._build_side(body).grid(row=0, column=2, sticky="new", padx=(12, 0))
+        body.grid_columnconfigure(2, minsize=SIDE_WIDTH)  # texts changing must not resize the window
         self.status = tk.Label(root, textvariable=self.status_var, anchor="w", relief="sunken",
                                padx=6)
         self.status.pack(side="bottom", fill="x")
@@ -150,7 +154,8 @@ class DigitApp:
         frame = tk.Frame(parent)
         box = ttk.LabelFrame(frame, text="Model", padding=6)
         box.pack(fill="x")
-        self.model_label = tk.Label(box, text="none", wraplength=300, justify="left", anchor="w")
+        self.model_label = tk.Label(box, text="none", wraplength=SIDE_WIDTH - 30, justify="left",
+                                    anchor="w")
         self.model_label.pack(fill="x")
 
         box = ttk.LabelFrame(frame, text="Kernels", padding=6)
@@ -164,7 +169,8 @@ class DigitApp:
                                      command=lambda name=name: self.select_backend(name))
             button.pack(side="left", padx=(0, 12))
             self.backend_buttons[name] = button
-        self.timing_label = tk.Label(box, text="inference: –", anchor="w")
+        # Wall time of model.predict_proba alone: the kernels, not preprocessing or Tk.
+        self.timing_label = tk.Label(box, text="last prediction: –", anchor="w")
         self.timing_label.pack(fill="x")
 
         box = ttk.LabelFrame(frame, text="Train a new model", padding=6)
@@ -219,8 +225,13 @@ class DigitApp:
 
     def _drawing_changed(self) -> None:
         self._shown = None
-        if self._pending is not None:
+        now = time.monotonic()
+        if self._pending is None:
+            self._first_change = now
+        elif (now - self._first_change) * 1000 < MAX_WAIT_MS:
             self.root.after_cancel(self._pending)
+        else:
+            return  # waited long enough: let the pending prediction fire
         self._pending = self.root.after(DEBOUNCE_MS, self.refresh)
 
     def refresh(self) -> None:
@@ -237,17 +248,22 @@ class DigitApp:
             self.answer_panel.show_message(NO_MODEL)
             return
         if self._shown is None:
-            answer = classify_picture(self.model, self.backend, self.canvas.image, name="drawing")
+            try:
+                answer = classify_picture(self.model, self.backend, self.canvas.image, name="drawing")
+            except FastmlpError:  # no ink inside the canvas (all of it drawn off the edge)
+                self.answer = None
+                self.answer_panel.show_message(DRAW_PROMPT)
+                return
             caption = ""
         else:
             x, caption, label = self._shown
             answer = classify(self.model, self.backend, x)
             if label is not None:
-                caption += "  ✓ right" if answer.digit == label else "  ✗ wrong"
+                caption += ": ✓ right" if answer.digit == label else ": ✗ wrong"
         self.answer = answer
         self.answer_panel.show(answer, caption)
         self.timing_label.configure(
-            text=f"inference: {answer.seconds * 1e6:,.0f} µs ({self.backend.name}, predict_proba only)")
+            text=f"last prediction: {answer.seconds * 1e6:,.0f} µs on {self.backend.name}")
 
     def _show_input(self, x, caption: str, label=None) -> None:
         """Answer for a prepared network input instead of the drawing."""
@@ -338,8 +354,11 @@ class DigitApp:
             return False
         try:
             checkpoint.save(path, self.checkpoint)
-        except OSError as exc:
-            self.show_error(f"{path}: cannot write the model ({exc.strerror or exc})")
+        except FastmlpError as exc:
+            self.show_error(exc)
+            return False
+        except OSError as exc:  # e.g. the directory does not exist
+            self.show_error(f"{path}: cannot write ({exc.strerror or exc})")
             return False
         self.set_status(f"saved model {path}")
         return True
@@ -367,7 +386,10 @@ class DigitApp:
         except FastmlpError as exc:
             self.show_error(exc)
             return False
-        self._show_input(x, f"image {Path(path).name}")
+        name = Path(path).name
+        if len(name) > 40:  # the caption has two lines; the full path is in the status bar
+            name = f"{name[:19]}…{name[-19:]}"
+        self._show_input(x, f"image {name}")
         self.set_status(f"classified {path}")
         return True
 
@@ -387,7 +409,7 @@ class DigitApp:
         if index is None:
             index = int(self._rng.integers(len(data.X_test)))
         label = int(data.y_test[index])
-        self._show_input(data.X_test[index], f"MNIST test image #{index}, true label {label}", label)
+        self._show_input(data.X_test[index], f"MNIST test image #{index}, label {label}", label)
         self.set_status(f"MNIST test image #{index}")
 
     # ----------------------------------------------------------- training

@@ -2,55 +2,16 @@
 
 Every stroke is painted twice with the same geometry: on the Tk canvas (what
 the user sees) and on ``image``, a white 'L' PIL image of the same size (what
-prediction reads). Prediction never reads pixels back from Tk, and undo simply
-repaints the remaining strokes on a fresh image.
+prediction reads; painted by fastmlp.gui.strokes). Prediction never reads
+pixels back from Tk, and undo simply repaints the remaining strokes on a
+fresh image.
 """
 
 import tkinter as tk
-from dataclasses import dataclass, field
 
-from PIL import Image, ImageDraw
+from PIL import ImageDraw
 
-SIZE = 280  # px; 10x MNIST's 28
-INK, PAPER = 0, 255  # black on white, like pen on paper; preprocess finds the polarity
-
-
-@dataclass
-class Stroke:
-    """One press-drag-release: points [(x, y), ...] in canvas pixels, pen width in px."""
-
-    width: int
-    points: list = field(default_factory=list)
-
-
-def paint_dot(draw: ImageDraw.ImageDraw, point, width: int) -> None:
-    """A round pen tip of diameter ``width`` centred on ``point``."""
-    x, y = point
-    r = width / 2
-    draw.ellipse((x - r, y - r, x + r, y + r), fill=INK)
-
-
-def paint_segment(draw: ImageDraw.ImageDraw, start, end, width: int) -> None:
-    """A pen segment with a round cap at ``end``: consecutive segments of a stroke
-    then join smoothly however sharp the turn (a round joint at every vertex)."""
-    draw.line((start, end), fill=INK, width=width, joint="curve")
-    paint_dot(draw, end, width)
-
-
-def paint_stroke(draw: ImageDraw.ImageDraw, stroke: Stroke) -> None:
-    """Replay a whole stroke with exactly the calls used while it was drawn."""
-    paint_dot(draw, stroke.points[0], stroke.width)
-    for start, end in zip(stroke.points[:-1], stroke.points[1:]):
-        paint_segment(draw, start, end, stroke.width)
-
-
-def render(strokes, size: int = SIZE) -> Image.Image:
-    """A fresh 'L' image (size x size, white) with ``strokes`` painted in order."""
-    image = Image.new("L", (size, size), PAPER)
-    draw = ImageDraw.Draw(image)
-    for stroke in strokes:
-        paint_stroke(draw, stroke)
-    return image
+from fastmlp.gui.strokes import SIZE, Stroke, paint_dot, paint_segment, render
 
 
 class DrawingCanvas:

@@ -54,7 +54,7 @@ class CurvePlot:
         c.delete("all")
         c.create_rectangle(self.left, self.top, self.right, self.bottom, outline="#999")
         c.create_text(self.left, self.bottom + 2, text="0", anchor="n", font=("DejaVu Sans", 8))
-        c.create_text(self.right, self.bottom + 2, text=f"{self.epochs} epochs", anchor="n",
+        c.create_text(self.right, self.bottom + 2, text=f"{self.epochs} epoch{'s' if self.epochs != 1 else ''}", anchor="n",
                       font=("DejaVu Sans", 8))
         c.create_text(self.left - 3, self.top - 3, text="loss", anchor="se", fill=LOSS_COLOUR,
                       font=("DejaVu Sans", 8))

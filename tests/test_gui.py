@@ -1,0 +1,578 @@
+"""The drawing app (fastmlp.gui), driven like a user on a virtual display.
+
+The real Tk app runs on a private Xvfb (1366x768) started once per session.
+Drawing goes through the same Tk events a mouse produces (event_generate of
+<ButtonPress-1>, <B1-Motion>, <ButtonRelease-1> with x/y) and the event loop
+is pumped with root.update(), so the bindings, the debounced prediction and
+the training queue are all exercised for real. Models are small ones trained
+here (1 epoch on 2,000 images), never the shipped pretrained file.
+
+Without Xvfb and without $DISPLAY the GUI tests skip; on CI (CI=true) a
+missing Xvfb is a failure, because CI must run them.
+"""
+
+import gc
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import tkinter as tk
+import types
+from pathlib import Path
+from tkinter import filedialog, messagebox
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fastmlp import checkpoint
+from fastmlp.data import load_dataset
+from fastmlp.errors import FastmlpError
+from fastmlp.gui import app as app_module
+from fastmlp.gui import xvfb
+from fastmlp.gui.app import DRAW_PROMPT, NO_MODEL, DigitApp
+from fastmlp.gui.inference import percentages
+from fastmlp.gui.strokes import PAPER, SIZE, Stroke, render
+from fastmlp.kernels import get_backend
+from fastmlp.preprocess import load_image, normalize_digit
+from fastmlp.train import TrainConfig, TrainState, run
+
+REPO = Path(__file__).resolve().parents[1]
+DIGITS = [str(d) for d in range(10)]
+# A "7" as a hand would drag it across the 280x280 canvas.
+SEVEN = [(70, 60), (140, 58), (215, 58), (190, 120), (160, 190), (140, 245)]
+BAR = [(120, 150), (190, 148)]
+
+
+# ------------------------------------------------------------------ fixtures
+
+@pytest.fixture(scope="session")
+def display():
+    """A private Xvfb for the whole session (preferred even if $DISPLAY is set:
+    no windows flashing on the developer's screen)."""
+    if shutil.which("Xvfb"):
+        name, process = xvfb.start()
+        previous = os.environ.get("DISPLAY")
+        os.environ["DISPLAY"] = name
+        yield name
+        xvfb.stop(process)
+        if previous is None:
+            os.environ.pop("DISPLAY", None)
+        else:
+            os.environ["DISPLAY"] = previous
+    elif os.environ.get("CI") == "true":
+        pytest.fail("CI=true but Xvfb is not installed (apt-get install -y xvfb): "
+                    "the GUI tests must run on CI")
+    elif os.environ.get("DISPLAY"):
+        yield os.environ["DISPLAY"]
+    else:
+        pytest.skip("no display: Xvfb is not installed and $DISPLAY is not set")
+
+
+def _train_small(path, seed):
+    config = TrainConfig(epochs=1, limit=2000, seed=seed)
+    state = TrainState.fresh(config)
+    run(config, load_dataset(), get_backend("numpy"), state)
+    checkpoint.save(path, checkpoint.Checkpoint(state.model, state.optimizer,
+                                                {"history": state.history}))
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_model(tmp_path_factory):
+    return _train_small(tmp_path_factory.mktemp("models") / "small.npz", seed=0)
+
+
+@pytest.fixture(scope="session")
+def other_model(tmp_path_factory):
+    return _train_small(tmp_path_factory.mktemp("models") / "other.npz", seed=1)
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Every messagebox.showerror call, recorded instead of blocking on a dialog."""
+    calls = []
+    monkeypatch.setattr(messagebox, "showerror", lambda title, message, **kw: calls.append(message))
+    return calls
+
+
+@pytest.fixture
+def app(display, small_model, errors):
+    root = tk.Tk()
+    digit_app = DigitApp(root, model_path=small_model)
+    root.update()
+    yield digit_app
+    try:
+        digit_app.close()
+    except tk.TclError:  # the test closed it already
+        pass
+    # Collect the dead app's Tk objects here, on the Tk thread: left to the
+    # cyclic GC they could be finalised inside a later test's training thread,
+    # where tkinter raises "main thread is not in main loop".
+    gc.collect()
+
+
+# ------------------------------------------------------------------- helpers
+
+def pump_until(root, condition, timeout=5.0) -> bool:
+    """Run the event loop until condition() holds (True) or timeout (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        root.update()
+        if condition():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def drag(app, points, steps=3):
+    """Press at points[0], move through the rest (``steps`` motion events per
+    segment), release at the end: what a mouse sends."""
+    widget = app.canvas.widget
+    widget.event_generate("<ButtonPress-1>", x=points[0][0], y=points[0][1])
+    for (x0, y0), (x1, y1) in zip(points[:-1], points[1:]):
+        for k in range(1, steps + 1):
+            widget.event_generate("<B1-Motion>", x=round(x0 + (x1 - x0) * k / steps),
+                                  y=round(y0 + (y1 - y0) * k / steps))
+    widget.event_generate("<ButtonRelease-1>", x=points[-1][0], y=points[-1][1])
+
+
+def shown(app) -> str:
+    return app.answer_panel.digit.cget("text")
+
+
+def draw_and_wait(app, points):
+    """Draw, then run the event loop until a new answer is on screen."""
+    before = app.answer
+    drag(app, points)
+    assert pump_until(app.root, lambda: app.answer is not before and shown(app) in DIGITS), shown(app)
+
+
+def pixels(image) -> np.ndarray:
+    return np.asarray(image).copy()
+
+
+# ---------------------------------------------------------- window and draw
+
+@pytest.mark.gui
+def test_window_fits_a_1366x768_screen(app):
+    from fastmlp.gui.screenshot import window_box
+
+    left, top, right, bottom = window_box(app.root)
+    assert right - left <= 1366 and bottom - top <= 768, (right - left, bottom - top)
+    # ... and keeps its size whatever it shows: no jumping layout.
+    empty = (right - left, bottom - top)
+    draw_and_wait(app, SEVEN)
+    app.test_button.invoke()
+    app.root.update()
+    left, top, right, bottom = window_box(app.root)
+    assert (right - left, bottom - top) == empty
+
+
+@pytest.mark.gui
+def test_drawing_predicts_a_digit_with_bars_summing_to_100_and_a_preview(app):
+    assert shown(app) == DRAW_PROMPT
+    assert app.answer_panel.bar_texts() == [""] * 10
+
+    draw_and_wait(app, SEVEN)
+
+    texts = app.answer_panel.bar_texts()
+    values = [float(t.strip().rstrip("%")) for t in texts]
+    assert abs(sum(values) - 100.0) <= 0.5, texts
+    assert int(shown(app)) == int(np.argmax(values)) == app.answer.digit
+    # The network input has ink, and so does the enlarged preview on screen
+    # (white ink on black, read back from the Tk photo image).
+    assert app.answer.x.max() > 0.9 and (app.answer.x == 0).mean() > 0.5
+    preview = app.answer_panel.preview
+    grid = [preview.get(x, y)[0] for x in range(2, 140, 4) for y in range(2, 140, 4)]
+    assert max(grid) > 200 and min(grid) == 0
+    assert "µs" in app.timing_label.cget("text") and "numpy" in app.timing_label.cget("text")
+
+
+@pytest.mark.gui
+def test_a_fast_stroke_leaves_no_gap_and_a_click_leaves_a_dot(app):
+    app.brush.set(10)
+    # One motion event 200 px away: the mirror image must hold the whole segment.
+    widget = app.canvas.widget
+    widget.event_generate("<ButtonPress-1>", x=40, y=140)
+    widget.event_generate("<B1-Motion>", x=240, y=140)
+    widget.event_generate("<ButtonRelease-1>", x=240, y=140)
+    row = pixels(app.canvas.image)[140]
+    assert (row[40:241] == 0).all()
+    assert (row[:30] == PAPER).all() and (row[251:] == PAPER).all()
+
+    widget.event_generate("<ButtonPress-1>", x=140, y=40)
+    widget.event_generate("<ButtonRelease-1>", x=140, y=40)
+    image = pixels(app.canvas.image)
+    assert image[40, 140] == 0 and image[40, 147] == PAPER  # a dot of diameter ~10
+    assert len(app.canvas.strokes) == 2
+
+
+@pytest.mark.gui
+def test_prediction_is_debounced_to_one_per_burst_of_motion(app, monkeypatch):
+    calls = []
+    real = app_module.classify_picture
+    monkeypatch.setattr(app_module, "classify_picture",
+                        lambda *args, **kw: calls.append(1) or real(*args, **kw))
+    drag(app, SEVEN, steps=5)  # 26 drawing changes, all before the event loop runs
+    assert calls == []
+    assert pump_until(app.root, lambda: shown(app) in DIGITS)
+    pump_until(app.root, lambda: False, timeout=0.1)
+    assert len(calls) == 1
+
+
+@pytest.mark.gui
+def test_a_pen_that_keeps_moving_still_gets_answers_while_drawing(app, monkeypatch):
+    calls = []
+    real = app_module.classify_picture
+    monkeypatch.setattr(app_module, "classify_picture",
+                        lambda *args, **kw: calls.append(1) or real(*args, **kw))
+    widget = app.canvas.widget
+    widget.event_generate("<ButtonPress-1>", x=40, y=40)
+    # 40 motion events 10 ms apart (0.4 s), each well within the 30 ms debounce.
+    for k in range(1, 41):
+        widget.event_generate("<B1-Motion>", x=40 + 5 * k, y=40 + 5 * k)
+        app.root.update()
+        time.sleep(0.01)
+    assert len(calls) >= 2, "a continuous stroke should be answered before the pen stops"
+
+
+@pytest.mark.gui
+def test_clear_button_escape_and_right_click_reset_to_the_prompt(app):
+    for clear in (lambda: app.clear_button.invoke(),
+                  lambda: app.canvas.widget.event_generate("<Escape>"),
+                  lambda: app.canvas.widget.event_generate("<ButtonPress-3>", x=10, y=10)):
+        draw_and_wait(app, SEVEN)
+        clear()
+        assert pump_until(app.root, lambda: shown(app) == DRAW_PROMPT)
+        assert app.answer is None and app.answer_panel.bar_texts() == [""] * 10
+        assert (pixels(app.canvas.image) == PAPER).all()
+
+
+@pytest.mark.gui
+def test_undo_removes_exactly_the_last_stroke(app):
+    draw_and_wait(app, SEVEN)
+    one_stroke = pixels(app.canvas.image)
+    drag(app, BAR)
+    two_strokes = pixels(app.canvas.image)
+    assert (two_strokes != one_stroke).any()
+
+    app.canvas.widget.event_generate("<Control-z>")
+    app.root.update()
+    assert len(app.canvas.strokes) == 1
+    after_undo = pixels(app.canvas.image)
+    assert (after_undo != two_strokes).any()
+    assert (after_undo == one_stroke).all()
+    # ... and equals the same single stroke drawn on an empty canvas.
+    app.clear()
+    drag(app, SEVEN)
+    assert (pixels(app.canvas.image) == after_undo).all()
+    # Tk's canvas lost the stroke's items too, not just the mirror.
+    app.undo()
+    assert app.canvas.widget.find_all() == ()
+
+
+@pytest.mark.gui
+def test_mirror_replay_matches_what_was_drawn_live(app):
+    drag(app, SEVEN)
+    drag(app, BAR)
+    replay = render([Stroke(s.width, list(s.points)) for s in app.canvas.strokes], SIZE)
+    assert (pixels(replay) == pixels(app.canvas.image)).all()
+
+
+# ------------------------------------------------------------------ backends
+
+@pytest.mark.gui
+def test_switching_to_numba_keeps_predicting_or_reports_why_not(app, errors):
+    draw_and_wait(app, SEVEN)
+    numpy_probs = app.answer.probs.copy()
+    try:
+        get_backend("numba")
+        available, reason = True, None
+    except FastmlpError as exc:
+        available, reason = False, str(exc)
+
+    app.backend_buttons["numba"].invoke()
+    app.root.update()
+    if available:
+        assert app.backend.name == "numba" and app.backend_var.get() == "numba"
+        assert "numba" in app.timing_label.cget("text")
+        assert shown(app) in DIGITS
+        np.testing.assert_allclose(app.answer.probs, numpy_probs, atol=1e-5)
+    else:
+        assert app.backend.name == "numpy" and app.backend_var.get() == "numpy"
+        assert app.status_var.get() == reason
+        assert errors == []  # the status bar, not a dialog
+        assert shown(app) in DIGITS
+
+
+@pytest.mark.gui
+def test_switching_backend_predicts_with_the_new_kernels(app, monkeypatch):
+    """The success path, whatever the state of the real numba install: a
+    stand-in "numba" that delegates to numpy and records its calls."""
+    numpy_backend = get_backend("numpy")
+    calls = []
+    stand_in = types.SimpleNamespace(
+        name="numba", forward=lambda W, b, X: calls.append(X.shape) or numpy_backend.forward(W, b, X))
+    monkeypatch.setattr(app_module, "get_backend",
+                        lambda name: stand_in if name == "numba" else get_backend(name))
+    draw_and_wait(app, SEVEN)
+    numpy_probs = app.answer.probs.copy()
+
+    app.backend_buttons["numba"].invoke()
+    assert app.backend is stand_in and app.backend_var.get() == "numba"
+    assert calls and all(shape == (1, 784) for shape in calls)  # warm-up + the re-prediction
+    assert "on numba" in app.timing_label.cget("text")
+    np.testing.assert_array_equal(app.answer.probs, numpy_probs)
+    calls.clear()
+    drag(app, BAR)
+    assert pump_until(app.root, lambda: calls)  # new strokes go to the new kernels
+
+    app.backend_buttons["numpy"].invoke()
+    assert app.backend is numpy_backend and "on numpy" in app.timing_label.cget("text")
+
+
+@pytest.mark.gui
+def test_a_backend_that_fails_to_load_leaves_numpy_in_charge(app, monkeypatch):
+    message = "backend 'numba' is unavailable: No module named 'llvmlite'"
+
+    def broken(name):
+        if name == "numba":
+            raise FastmlpError(message)
+        return get_backend(name)
+
+    monkeypatch.setattr(app_module, "get_backend", broken)
+    draw_and_wait(app, SEVEN)
+    app.backend_buttons["numba"].invoke()
+    app.root.update()
+    assert app.backend.name == "numpy" and app.backend_var.get() == "numpy"
+    assert app.status_var.get() == message
+    drag(app, BAR)
+    app.clear()
+    draw_and_wait(app, SEVEN)  # still predicting
+
+
+# -------------------------------------------------------------------- models
+
+@pytest.mark.gui
+def test_a_corrupt_model_file_shows_one_line_and_keeps_the_old_model(app, errors, tmp_path,
+                                                                     monkeypatch, other_model):
+    bad = tmp_path / "model.npz"
+    bad.write_text("this is not a checkpoint\n")
+    old = app.model
+    monkeypatch.setattr(filedialog, "askopenfilename", lambda **kw: str(bad))
+    app.file_menu.invoke("Open model…")
+    assert len(errors) == 1
+    assert str(bad) in errors[0] and "not a fastmlp checkpoint" in errors[0]
+    assert "\n" not in errors[0]
+    assert app.model is old
+    draw_and_wait(app, SEVEN)
+
+    # A good file is then installed and answers at once.
+    before = app.answer.probs.copy()
+    assert app.open_model(other_model)
+    assert app.model is not old and "other.npz" in app.model_label.cget("text")
+    assert not np.allclose(app.answer.probs, before)
+
+
+@pytest.mark.gui
+def test_no_model_available_says_so_and_still_runs(display, errors, monkeypatch, tmp_path):
+    monkeypatch.setattr(app_module, "PRETRAINED", tmp_path / "missing.npz")
+    root = tk.Tk()
+    try:
+        digit_app = DigitApp(root)
+        assert shown(digit_app) == NO_MODEL and digit_app.status_var.get() == NO_MODEL
+        drag(digit_app, SEVEN)
+        pump_until(root, lambda: False, timeout=0.1)
+        assert shown(digit_app) == NO_MODEL and digit_app.answer is None
+        digit_app.ask_save_model()
+        assert errors == ["no model to save: train or open one first"]
+    finally:
+        root.destroy()
+        gc.collect()  # see the app fixture
+
+
+# ------------------------------------------------------------ other pictures
+
+@pytest.mark.gui
+def test_open_image_classifies_a_png_like_the_predict_command(app, tmp_path, errors):
+    data = load_dataset()
+    ink = data.X_test[0].reshape(28, 28)
+    # Dark ink on white paper, 10x larger, as a scan or a paint program makes it.
+    picture = Image.fromarray(np.round(255 - ink * 255).astype(np.uint8), "L").resize((280, 280))
+    path = tmp_path / "digit.png"
+    picture.save(path)
+
+    assert app.open_image(path)
+    expected = app.model.predict_proba(normalize_digit(load_image(path))[None, :], app.backend)[0]
+    assert shown(app) == str(int(expected.argmax()))
+    np.testing.assert_allclose(app.answer.probs, expected, rtol=1e-6)
+    assert "digit.png" in app.answer_panel.caption.cget("text")
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    assert not app.open_image(broken)
+    assert len(errors) == 1 and str(broken) in errors[0] and "\n" not in errors[0]
+    assert shown(app) == str(int(expected.argmax()))  # the previous answer stays
+
+
+@pytest.mark.gui
+def test_test_digit_button_shows_a_test_image_with_its_true_label(app):
+    data = load_dataset()
+    app.test_button.invoke()
+    caption = app.answer_panel.caption.cget("text")
+    match = re.fullmatch(r"MNIST test image #(\d+), label (\d): (✓ right|✗ wrong)", caption)
+    assert match, caption
+    index, label = int(match[1]), int(match[2])
+    assert label == data.y_test[index]
+    expected = int(app.model.predict_proba(data.X_test[index], app.backend).argmax())
+    assert shown(app) == str(expected)
+    assert match[3] == ("✓ right" if expected == label else "✗ wrong")
+    # Drawing takes the panel back.
+    draw_and_wait(app, SEVEN)
+    assert app.answer_panel.caption.cget("text") == ""
+
+
+# ------------------------------------------------------------------ training
+
+@pytest.mark.gui
+def test_training_runs_in_the_background_and_installs_the_new_model(app, tmp_path, errors):
+    old = app.model
+    app.epochs_var.set("3")
+    app.images_var.set("20000")
+    app.train_button.invoke()
+    assert app.training.running
+
+    updates, gaps, progress_seen = 0, [], set()
+    last = time.monotonic()
+    deadline = last + 60
+    while app.train_button.instate(["disabled"]) and time.monotonic() < deadline:
+        app.root.update()
+        now = time.monotonic()
+        gaps.append(now - last)
+        last = now
+        updates += app.training.running
+        progress_seen.add(round(float(app.progress.cget("value"))))
+        time.sleep(0.002)
+    assert not app.training.running
+    assert updates >= 10, "the event loop should keep running while training"
+    assert max(gaps) < 1.0, f"the window froze for {max(gaps):.2f} s"
+    assert any(0 < p < 100 for p in progress_seen), progress_seen
+    assert app.model is not old
+    assert "trained here: 3 epochs" in app.model_label.cget("text")
+    assert len(app.plot.accuracies) == 3 and app.plot.losses
+    assert app.checkpoint.meta["config"]["limit"] == 20000
+
+    # File > Save model writes a checkpoint the CLI can load (and resume).
+    out = tmp_path / "trained.npz"
+    assert app.save_model(out)
+    saved = checkpoint.load(out)
+    np.testing.assert_array_equal(saved.model.W[0], app.model.W[0])
+    assert saved.meta["progress"]["epoch"] == 3 and saved.optimizer is not None
+
+    # A path that cannot be written is one line, and the model stays.
+    assert not app.save_model(tmp_path / "no-such-dir" / "m.npz")
+    assert len(errors) == 1 and "no-such-dir" in errors[0] and "\n" not in errors[0]
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("keep", [False, True])
+def test_cancel_stops_training_and_offers_the_partial_model(app, monkeypatch, keep):
+    asked = []
+    monkeypatch.setattr(messagebox, "askyesno", lambda title, message, **kw: asked.append(message) or keep)
+    old = app.model
+    app.epochs_var.set("50")  # minutes of work if cancel did nothing
+    app.images_var.set("60000")
+    app.train_button.invoke()
+    assert pump_until(app.root, lambda: app.progress.cget("value") > 0, timeout=30)
+    app.cancel_button.invoke()
+    cancelled = time.monotonic()
+    assert pump_until(app.root, lambda: app.train_button.instate(["!disabled"]), timeout=10)
+    assert time.monotonic() - cancelled < 5
+    app.training.join(timeout=1)
+    assert not app.training.running
+    assert len(asked) == 1 and "of 50" in asked[0]
+    assert "cancelled" in app.progress_label.cget("text")
+    if keep:
+        assert app.model is not old and "partly trained" in app.model_label.cget("text")
+    else:
+        assert app.model is old and "kept the previous model" in app.status_var.get()
+
+
+@pytest.mark.gui
+def test_bad_training_input_is_one_line_and_starts_nothing(app, errors):
+    app.epochs_var.set("five")
+    app.train_button.invoke()
+    assert errors == ["epochs: expected a whole number, got 'five'"]
+    assert not app.training.running and app.train_button.instate(["!disabled"])
+    app.epochs_var.set("0")
+    app.train_button.invoke()
+    assert errors[-1] == "--epochs 0: must be at least 1"
+
+
+@pytest.mark.gui
+def test_an_exception_in_a_callback_is_shown_and_the_window_survives(app, errors, capsys):
+    app.root.after(0, lambda: 1 / 0)
+    pump_until(app.root, lambda: errors, timeout=1)
+    assert errors == ["internal error: ZeroDivisionError: division by zero"]
+    assert "ZeroDivisionError" in capsys.readouterr().err  # the traceback, for the bug report
+    draw_and_wait(app, SEVEN)
+
+
+# ------------------------------------------------------ no display needed
+
+def test_percentages_sum_to_exactly_100_after_rounding():
+    thirds = percentages(np.full(3, 1 / 3))
+    assert list(np.round(thirds, 1)) == [33.4, 33.3, 33.3]
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        probs = rng.dirichlet(np.full(10, 0.3))
+        shown_values = [float(f"{p:.1f}") for p in percentages(probs)]
+        assert abs(sum(shown_values) - 100.0) < 1e-9
+        assert max(abs(np.array(shown_values) - probs * 100)) <= 0.1 + 1e-9
+
+
+def test_module_entry_point_rejects_a_bad_model_in_one_line(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_text("nope")
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    result = subprocess.run([sys.executable, "-m", "fastmlp.gui", "--model", str(bad)],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr == f"fastmlp gui: error: {bad}: not a fastmlp checkpoint (not a valid .npz file)\n"
+
+
+def test_drawn_digits_bench_runs_at_tiny_size(small_model):
+    spec = importlib.util.spec_from_file_location("drawn_digits", REPO / "bench" / "drawn_digits.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    data = load_dataset()
+    rng = np.random.default_rng(0)
+    digit = data.X_test[0].reshape(28, 28)
+    for pen in bench.PENS:
+        for position in bench.POSITIONS:
+            image = np.asarray(bench.draw_digit(digit, pen, 200, position, rng))
+            assert image.shape == (SIZE, SIZE)
+            ink = image < 128
+            rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+            extent = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+            # The longer side is the requested 200 px: the shape itself, or its
+            # centre line (a little shorter) plus the pen.
+            pen_px = 0 if pen == bench.MNIST_PEN else pen
+            assert 0.85 * 200 <= extent <= 200 + pen_px + 2, (pen, extent)
+    # A thin pen really is thin: mostly paper, far less ink than a thick one.
+    thin = (np.asarray(bench.draw_digit(digit, 6, 200, "centred", rng)) < 128).mean()
+    thick = (np.asarray(bench.draw_digit(digit, 28, 200, "centred", rng)) < 128).mean()
+    assert 2.5 < thick / thin < 6
+
+    model = checkpoint.load(small_model).model
+    report = bench.measure(model, get_backend("numpy"), data, n=3, seed=1)
+    assert len(report["conditions"]) == len(bench.conditions())
+    assert all(c["accuracy"] in (0, 1 / 3, 2 / 3, 1) for c in report["conditions"])
+    table = bench.markdown(report).splitlines()
+    assert len([line for line in table if line.startswith("| ")]) == 1 + len(bench.PENS)
+    assert table[-1].startswith("Plain MNIST test accuracy")
