@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dtype", help="float32 or float64")
     train.add_argument("--hidden", help="hidden layer sizes, e.g. 128,64")
     train.add_argument("--limit", type=int, metavar="N", help="train on the first N images")
+    train.add_argument("--validation", type=int, metavar="N",
+                       help="hold out the last N of those for tuning (reported per epoch)")
     train.add_argument("--out", help=f"checkpoint to write after every epoch (default {DEFAULT_MODEL})")
     train.add_argument("--resume", metavar="PATH", help="continue the run saved in PATH")
     train.add_argument("--log", metavar="PATH", help="JSON lines, one per epoch")
@@ -137,14 +139,13 @@ def _run_train(args) -> int:
     data = load_dataset(args.data, dtype=config.dtype)
     if args.resume and saved.meta.get("data", {}).get("checksum") != data.checksum:
         raise FastmlpError(f"{args.resume}: was trained on other data than {data.source}")
-    train.training_rows(data, config.limit)  # --limit larger than the data fails here
+    n = len(train.training_rows(data, config)[0])  # a --limit larger than the data fails here
     if state is None:
         state = train.TrainState.fresh(config)
     elif state.epoch >= config.epochs:
         raise FastmlpError(f"{args.resume}: already trained {state.epoch} epochs; "
                            f"pass --epochs N with N > {state.epoch} to train more")
 
-    n = len(data.X_train[:config.limit])
     model = state.model
     print(f"training {'-'.join(map(str, model.sizes))} {config.dtype} on {n} images "
           f"({data.source}), {config.optimizer} lr {config.lr:g} {config.schedule}, "
@@ -152,9 +153,7 @@ def _run_train(args) -> int:
           + (f", resuming at epoch {state.epoch + 1}" if args.resume else ""))
 
     def save_checkpoint():
-        meta = {"config": config.to_dict(), "history": state.history, "progress": state.progress(),
-                "data": {"source": str(data.source), "checksum": data.checksum},
-                "rng": {"seed": config.seed, "scheme": "epoch order: default_rng([seed, epoch])"}}
+        meta = train.checkpoint_meta(config, state, data)
         checkpoint.save(out, checkpoint.Checkpoint(state.model, state.optimizer, meta))
 
     log = open(args.log, "a" if args.resume else "w") if args.log else None
@@ -174,8 +173,10 @@ def _run_train(args) -> int:
         if log:
             log.write(json.dumps(record) + "\n")
             log.flush()
+        validation = (f"val {record['validation_accuracy'] * 100:6.2f}%  "
+                      if "validation_accuracy" in record else "")
         line = (f"epoch {record['epoch']:>3}  loss {record['loss']:.4f}  "
-                f"train {record['train_accuracy'] * 100:6.2f}%  "
+                f"train {record['train_accuracy'] * 100:6.2f}%  {validation}"
                 f"test {record['test_accuracy'] * 100:6.2f}%  {record['seconds']:.2f} s")
         (bar.write if bar else print)(line)
 
@@ -208,7 +209,7 @@ def _run_train(args) -> int:
 
 # Flag name -> TrainConfig field, for the flags that define the recipe.
 _RECIPE_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "nesterov", "schedule",
-                 "warmup", "weight_decay", "label_smoothing", "seed", "dtype", "hidden", "limit")
+                 "warmup", "weight_decay", "label_smoothing", "seed", "dtype", "hidden", "limit", "validation")
 
 
 def _given(args, names) -> dict:

@@ -36,6 +36,7 @@ class TrainConfig:
     dtype: str = "float32"
     hidden: tuple = DEFAULT_HIDDEN
     limit: int | None = None
+    validation: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", parse_hidden(self.hidden))
@@ -53,6 +54,7 @@ class TrainConfig:
              f"--label-smoothing {self.label_smoothing}: must be in [0, 1)"),
             (self.dtype in DTYPES, f"--dtype {self.dtype}: must be one of {', '.join(DTYPES)}"),
             (self.limit is None or self.limit >= 1, f"--limit {self.limit}: must be positive"),
+            (self.validation >= 0, f"--validation {self.validation}: must be >= 0"),
             (self.warmup is None or 0.0 <= self.warmup < 1.0,
              f"--warmup {self.warmup}: must be a fraction in [0, 1)"),
         ]
@@ -96,6 +98,14 @@ class TrainState:
                 "correct": self.correct, "seconds": self.seconds}
 
 
+def checkpoint_meta(config: TrainConfig, state: TrainState, data) -> dict:
+    """The metadata stored with every training checkpoint: enough to resume
+    (config, progress) and to know what the model is (history, data)."""
+    return {"config": config.to_dict(), "history": state.history, "progress": state.progress(),
+            "data": {"source": str(data.source), "checksum": data.checksum},
+            "rng": {"seed": config.seed, "scheme": "epoch order: default_rng([seed, epoch])"}}
+
+
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """order: (n,) int64, the row order of ``epoch``. Each epoch draws from its
     own generator, seeded by (seed, epoch): the RNG state of any epoch is
@@ -120,7 +130,8 @@ def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
     "train_accuracy", "test_accuracy", "seconds"} (seconds: training only).
     Returns "done" or "stopped" (should_stop() became true between chunks).
     Raises Diverged on a non-finite loss."""
-    X, y = training_rows(data, config.limit)
+    X, y = training_rows(data, config)
+    X_val, y_val = validation_rows(data, config)
     X = np.ascontiguousarray(X, dtype=config.dtype)
     n, batch_size = len(X), config.batch_size
     spe = steps_per_epoch(n, batch_size)
@@ -160,6 +171,8 @@ def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
             "test_accuracy": accuracy(state.model, data.X_test, data.y_test, backend),
             "seconds": state.seconds,
         }
+        if len(X_val):
+            record["validation_accuracy"] = accuracy(state.model, X_val, y_val, backend)
         state.history.append(record)
         state.epoch, state.step, state.loss_sum, state.correct, state.seconds = state.epoch + 1, 0, 0.0, 0, 0.0
         if on_epoch:
@@ -167,9 +180,22 @@ def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
     return "done"
 
 
-def training_rows(data, limit):
-    """The first ``limit`` training rows (all when None)."""
+def training_rows(data, config):
+    """(X, y) to train on: the first ``config.limit`` training rows (all when
+    None) less the last ``config.validation`` of them, held out."""
     n = len(data.X_train)
-    if limit is not None and limit > n:
+    limit = n if config.limit is None else config.limit
+    if limit > n:
         raise FastmlpError(f"--limit {limit}: larger than the {n} training images in {data.source}")
-    return data.X_train[:limit], data.y_train[:limit]
+    if config.validation >= limit:
+        raise FastmlpError(f"--validation {config.validation}: leaves nothing to train on "
+                           f"(of {limit} images)")
+    stop = limit - config.validation
+    return data.X_train[:stop], data.y_train[:stop]
+
+
+def validation_rows(data, config):
+    """(X, y) held out for tuning without the test set: the ``config.validation``
+    training rows right after the ones trained on."""
+    stop = len(training_rows(data, config)[0])
+    return data.X_train[stop:stop + config.validation], data.y_train[stop:stop + config.validation]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from fastmlp.data import load_dataset
 from fastmlp.errors import FastmlpError
-from fastmlp.train import TrainConfig, TrainState, run, training_rows
+from fastmlp.train import TrainConfig, TrainState, checkpoint_meta, run, training_rows
 
 
 @dataclass(frozen=True)
@@ -49,13 +49,6 @@ class Finished:
 @dataclass(frozen=True)
 class Failed:
     message: str  # one line
-
-
-def checkpoint_meta(config: TrainConfig, state: TrainState, data) -> dict:
-    """The metadata ``fastmlp train`` stores with every checkpoint."""
-    return {"config": config.to_dict(), "history": state.history, "progress": state.progress(),
-            "data": {"source": str(data.source), "checksum": data.checksum},
-            "rng": {"seed": config.seed, "scheme": "epoch order: default_rng([seed, epoch])"}}
 
 
 class TrainingController:
@@ -103,7 +96,7 @@ class TrainingController:
     def _train(self, config, backend, data, events: queue.Queue) -> None:
         try:
             data = data if data is not None else load_dataset(dtype=config.dtype)
-            n = len(training_rows(data, config.limit)[0])
+            n = len(training_rows(data, config)[0])
             state = TrainState.fresh(config)
 
             def on_chunk(state, rows_done, loss):

@@ -40,6 +40,8 @@ How it is fast (784-128-64-10, batch 128):
   is usable the decorator compiles without caching (``_jit``).
 """
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -382,7 +384,8 @@ def linear_backward(X, W, dY, dW, db, dX):
 def _sgd_span(p, g, lo, hi, lr, weight_decay):
     dt = p.dtype.type
     lr_, wd = dt(lr), dt(weight_decay)
-    for i in range(lo, hi):
+    p, g = p[lo:hi], g[lo:hi]   # views: loops from 0 vectorize
+    for i in range(p.shape[0]):
         p[i] -= lr_ * (g[i] + wd * p[i])
 
 
@@ -390,14 +393,15 @@ def _sgd_span(p, g, lo, hi, lr, weight_decay):
 def _momentum_span(p, g, vel, lo, hi, lr, momentum, nesterov, weight_decay):
     dt = p.dtype.type
     lr_, mu, wd = dt(lr), dt(momentum), dt(weight_decay)
+    p, g, vel = p[lo:hi], g[lo:hi], vel[lo:hi]
     if nesterov:
-        for i in range(lo, hi):
+        for i in range(p.shape[0]):
             gi = g[i] + wd * p[i]
             v = vel[i] * mu + gi
             vel[i] = v
             p[i] -= lr_ * (gi + mu * v)
     else:
-        for i in range(lo, hi):
+        for i in range(p.shape[0]):
             gi = g[i] + wd * p[i]
             v = vel[i] * mu + gi
             vel[i] = v
@@ -412,26 +416,29 @@ def _adam_span(p, g, m, v, lo, hi, lr, beta1, beta2, eps, weight_decay, step, de
     # beta ** step as Python computes it (C pow on doubles), then cast.
     c1 = dt(1.0 - beta1 ** np.float64(step))
     c2 = dt(1.0 - beta2 ** np.float64(step))
+    p, g, m, v = p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi]
+    # math.sqrt keeps float32 and vectorizes (np.sqrt on a scalar calls sqrtf);
+    # both are the correctly rounded IEEE square root.
     if decoupled:
         shrink = dt(lr * weight_decay)
-        for i in range(lo, hi):
+        for i in range(p.shape[0]):
             pi = p[i] - shrink * p[i]
             gi = g[i]
             mi = m[i] * b1 + one_b1 * gi
             vi = v[i] * b2 + one_b2 * gi * gi
             m[i] = mi
             v[i] = vi
-            p[i] = pi - lr_ * (mi / c1) / (np.sqrt(vi / c2) + eps_)
+            p[i] = pi - lr_ * (mi / c1) / (math.sqrt(vi / c2) + eps_)
     else:
         wd = dt(weight_decay)
-        for i in range(lo, hi):
+        for i in range(p.shape[0]):
             pi = p[i]
             gi = g[i] + wd * pi
             mi = m[i] * b1 + one_b1 * gi
             vi = v[i] * b2 + one_b2 * gi * gi
             m[i] = mi
             v[i] = vi
-            p[i] = pi - lr_ * (mi / c1) / (np.sqrt(vi / c2) + eps_)
+            p[i] = pi - lr_ * (mi / c1) / (math.sqrt(vi / c2) + eps_)
 
 
 def sgd_update(param, grad, lr, weight_decay):
@@ -624,9 +631,11 @@ def _batch_gradient(Ws, bs, X, y, rows, smoothing, sizes, act, nzi, nzv, nzc, gr
 @_jit()
 def _reduce_slices(grad, lo, hi):
     """grad[0, lo:hi] += grad[1, lo:hi] + ... in slice order."""
+    total = grad[0, lo:hi]
     for s in range(1, grad.shape[0]):
-        for i in range(lo, hi):
-            grad[0, i] += grad[s, i]
+        part = grad[s, lo:hi]
+        for i in range(total.shape[0]):
+            total[i] += part[i]
 
 
 @_jit()

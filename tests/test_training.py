@@ -116,3 +116,16 @@ def test_invalid_config_is_a_one_line_error(field, value):
 def test_limit_larger_than_the_data(mnist):
     with pytest.raises(FastmlpError, match="--limit 70000"):
         _train(TrainConfig(epochs=1, limit=70000), mnist)
+
+
+def test_validation_rows_are_held_out_from_training(mnist):
+    from fastmlp.train import training_rows, validation_rows
+    config = TrainConfig(epochs=1, limit=1000, validation=200)
+    X, y = training_rows(mnist, config)
+    X_val, y_val = validation_rows(mnist, config)
+    assert len(X) == 800 and len(X_val) == 200
+    assert np.array_equal(X_val, mnist.X_train[800:1000])
+    state, _ = _train(config, mnist)
+    assert 0.5 < state.history[0]["validation_accuracy"] <= 1.0
+    with pytest.raises(FastmlpError, match="--validation 1000"):
+        training_rows(mnist, TrainConfig(epochs=1, limit=1000, validation=1000))
