@@ -126,6 +126,6 @@ def test_validation_rows_are_held_out_from_training(mnist):
     assert len(X) == 800 and len(X_val) == 200
     assert np.array_equal(X_val, mnist.X_train[800:1000])
     state, _ = _train(config, mnist)
-    assert 0.5 < state.history[0]["validation_accuracy"] <= 1.0
+    assert 0.3 < state.history[0]["validation_accuracy"] <= 1.0  # well above chance (0.1)
     with pytest.raises(FastmlpError, match="--validation 1000"):
         training_rows(mnist, TrainConfig(epochs=1, limit=1000, validation=1000))
