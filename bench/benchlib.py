@@ -43,7 +43,6 @@ import numpy as np
 from fastmlp.errors import FastmlpError
 from fastmlp.kernels import BACKENDS, get_backend
 from fastmlp.model import MLP, N_CLASSES, N_INPUTS
-from fastmlp.optim import init_state
 from fastmlp.schedules import learning_rates
 from fastmlp.train import TrainConfig, TrainState, epoch_order, steps_per_epoch
 
@@ -75,6 +74,23 @@ def load_backend(name: str):
         return None, str(exc)
     except Exception as exc:  # a backend half-written by someone else
         return None, f"backend {name!r} failed: {type(exc).__name__}: {exc}"
+
+
+def source_digest(module) -> dict:
+    """Which code was measured: the backend's file, its SHA-256 (first 12 hex
+    digits) and whether git sees it modified (the work tree may be ahead of HEAD)."""
+    import hashlib
+    path = getattr(module, "__file__", None)
+    if not path:
+        return {}
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+    try:
+        status = subprocess.run(["git", "status", "--porcelain", "--", path], capture_output=True,
+                                text=True, cwd=os.path.dirname(path), timeout=10).stdout.strip()
+    except Exception:
+        status = "unknown"
+    return {"file": path, "sha256": digest, "git_status": status or "clean"}
 
 
 # ------------------------------------------------------------------ FLOPs
@@ -157,6 +173,7 @@ class EpochResult:
     seconds: float
     loss: float      # mean training loss over the epoch's rows
     accuracy: float  # training accuracy during the epoch
+    other_load: float | None = None  # CPUs used by other processes meanwhile (compare.py)
 
 
 def run_epoch(backend, setup: EpochSetup, state: TrainState, epoch: int = 0) -> EpochResult:
@@ -410,6 +427,68 @@ def sgemm_report(n_rows: int, batch: int = 128, quick: bool = False) -> dict:
         "batch": batch,
         "rows": n_rows,
     }
+
+
+# ------------------------------------------------------------------ other load
+
+class ForeignLoad:
+    """CPU time used on this machine by everything but this process, from
+    /proc/stat (all CPUs' busy time) minus os.times() (this process, every
+    thread, and its finished children). ``load()`` since the last mark is in CPUs: 0 = idle machine,
+    1 = another process kept one core busy. Other engineers share the
+    machine: a timed epoch with load > 0 ran on a contended machine (with
+    2 cores, an OpenBLAS/OpenMP thread that loses its core can slow a
+    2-thread GEMM loop several-fold)."""
+
+    def __init__(self):
+        self.available = os.path.exists("/proc/stat")
+        self.mark()
+
+    @staticmethod
+    def _busy() -> float:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        # user nice system idle iowait irq softirq steal (guest is inside user)
+        busy = sum(fields[:8]) - fields[3] - fields[4]
+        return busy / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _own() -> float:
+        t = os.times()  # children: the start-up subprocesses, once waited for
+        return t.user + t.system + t.children_user + t.children_system
+
+    def mark(self) -> None:
+        self._t = time.perf_counter()
+        if self.available:
+            self._b, self._o = self._busy(), self._own()
+
+    def load(self) -> float | None:
+        """Average CPUs used by other processes since mark()."""
+        if not self.available:
+            return None
+        wall = time.perf_counter() - self._t
+        foreign = (self._busy() - self._b) - (self._own() - self._o)
+        return max(0.0, foreign / wall) if wall > 0 else 0.0
+
+
+def wait_for_idle(max_wait: float, threshold: float = 0.15, window: float = 1.0,
+                  log=None) -> tuple[float, float | None]:
+    """Wait (up to max_wait s) until other processes used < threshold CPUs over
+    a ``window``-second sample. Returns (seconds waited, last load)."""
+    meter, waited, load = ForeignLoad(), 0.0, None
+    if not meter.available or max_wait <= 0:
+        return 0.0, None
+    announced = False
+    while True:
+        meter.mark()
+        time.sleep(window)
+        load = meter.load()
+        waited += window
+        if load < threshold or waited >= max_wait:
+            return waited, load
+        if log and not announced:
+            log(f"  waiting for other processes to finish (load {load:.2f} CPUs) ...")
+            announced = True
 
 
 # ------------------------------------------------------------------ machine header

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import sys
@@ -184,6 +183,10 @@ def log(msg=""):
     print(msg, file=sys.stderr, flush=True)
 
 
+def fmt_load(x):
+    return "n/a" if x is None else f"{x:.2f} CPUs"
+
+
 def fmt_s(x):
     return f"{x:.3f}" if x >= 0.1 else f"{x:.4f}"
 
@@ -202,6 +205,14 @@ def parse_args(argv=None):
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch row even if torch imports")
     p.add_argument("--torch-threads", type=int, default=2)
     p.add_argument("--no-startup", action="store_true", help="skip the numba cold/warm start subprocesses")
+    p.add_argument("--wait-idle", type=float, default=None, metavar="SECONDS",
+                   help="before each timed measurement, wait up to SECONDS for other processes to "
+                        "leave the CPUs idle (default 120; quick 0)")
+    p.add_argument("--max-load", type=float, default=0.25, metavar="CPUS",
+                   help="a timed epoch during which other processes used more than CPUS cores "
+                        "is discarded and re-run (default 0.25)")
+    p.add_argument("--retries", type=int, default=None,
+                   help="re-runs allowed per backend for contended epochs (default 2 x repeats; quick 0)")
     p.add_argument("--strict", action="store_true", help="a registered backend that fails to load is an error")
     p.add_argument("--json", metavar="PATH", help="write every measurement as JSON")
     p.add_argument("--markdown", metavar="PATH", help="also write the markdown report to PATH")
@@ -210,6 +221,10 @@ def parse_args(argv=None):
     if args.repeats < 1:
         p.error("--repeats must be at least 1")
     args.rows = args.rows or (benchlib.QUICK_ROWS if args.quick else None)
+    if args.wait_idle is None:
+        args.wait_idle = 0.0 if args.quick else 120.0
+    if args.retries is None:
+        args.retries = 0 if args.quick else 2 * args.repeats
     args.batch_sizes = [int(s) for s in args.batch_sizes.split(",") if s.strip()]
     return args
 
@@ -222,8 +237,16 @@ def main(argv=None) -> int:
         log(line)
 
     failures = []
+    waits = []
+
+    def idle():
+        waited, load = benchlib.wait_for_idle(args.wait_idle, log=log)
+        if waited > 1.5:
+            waits.append(waited)
+
     report = {"meta": info, "args": {k: v for k, v in vars(args).items()}, "checks": {},
-              "epochs": [], "inference": [], "startup": None, "skipped": {}}
+              "epochs": [], "inference": [], "startup": None, "skipped": {},
+              "backend_sources": {}}
 
     # Backends (a half-written one is skipped with its reason).
     names = args.backends.split(",") if args.backends else benchlib.backend_names()
@@ -239,6 +262,7 @@ def main(argv=None) -> int:
                 failures.append(f"{name}: {reason}")
         else:
             runners.append(BackendRunner(name, module))
+            report["backend_sources"][name] = benchlib.source_digest(module)
     if not args.no_torch:
         try:
             runners.append(TorchRunner(args.torch_threads))
@@ -261,8 +285,8 @@ def main(argv=None) -> int:
             log(f"{runner.name}: every op matches the reference at batch "
                 f"{'/'.join(map(str, benchlib.OP_BATCH_SIZES))} (rtol {benchlib.OP_RTOL:g}, "
                 f"atol {benchlib.OP_ATOL:g}) [{time.perf_counter() - t0:.1f} s incl. compile]")
-        except AssertionError as exc:
-            msg = " ".join(str(exc).split())[:400]
+        except Exception as exc:  # AssertionError, or a half-written backend's TypeError/TypingError
+            msg = f"{type(exc).__name__}: " + " ".join(str(exc).split())[:400]
             log(f"{runner.name}: op check FAILED, not timed: {msg}")
             report["checks"][f"{runner.name} ops"] = msg
             failures.append(f"{runner.name} ops: {msg}")
@@ -272,7 +296,10 @@ def main(argv=None) -> int:
     # 2. SGEMM peak of this machine (numpy's BLAS, its own threads).
     batch0 = args.batch_sizes[0] if 128 not in args.batch_sizes else 128
     n_rows = len(data.X_train[:args.rows])
+    idle()
+    meter = benchlib.ForeignLoad()
     sgemm = benchlib.sgemm_report(n_rows, batch0, quick=args.quick)
+    sgemm["other_load"] = meter.load()
     report["sgemm"] = sgemm
     log(f"SGEMM peak {sgemm['peak_gflops']:.1f} GFLOP/s -> dense floor "
         f"{sgemm['dense_floor_seconds']:.3f} s per epoch of {n_rows} rows")
@@ -284,27 +311,41 @@ def main(argv=None) -> int:
         ref_result = None
         for runner in runners:
             t0 = time.perf_counter()
-            runner.warm_up(setup)
-            check = runner.epoch(setup)
-            if runner.name == benchlib.REFERENCE:
-                ref_result = check
             try:
+                runner.warm_up(setup)
+                check = runner.epoch(setup)
+                if runner.name == benchlib.REFERENCE:
+                    ref_result = check
                 benchlib.check_epoch_loss(runner.name, check, ref_result)
                 report["checks"][f"{runner.name} epoch batch {batch}"] = "ok"
                 timed.append(runner)
                 log(f"{runner.name}: check epoch loss {check.loss:.6f} (reference "
                     f"{ref_result.loss:.6f}) [{time.perf_counter() - t0:.1f} s]")
-            except AssertionError as exc:
-                log(f"{runner.name}: epoch check FAILED, not timed: {exc}")
-                report["checks"][f"{runner.name} epoch batch {batch}"] = str(exc)
-                failures.append(str(exc))
+            except Exception as exc:
+                if runner.name == benchlib.REFERENCE:
+                    raise
+                msg = f"{runner.name}: epoch check FAILED, not timed: {type(exc).__name__}: {exc}"
+                log(msg)
+                report["checks"][f"{runner.name} epoch batch {batch}"] = msg
+                failures.append(msg)
         results = {r.name: [] for r in timed}
+        discarded = {r.name: [] for r in timed}
         for rep in range(args.repeats):
             for runner in timed:
-                res = runner.epoch(setup)
+                while True:
+                    idle()
+                    meter = benchlib.ForeignLoad()
+                    res = runner.epoch(setup)
+                    res.other_load = meter.load()
+                    contended = res.other_load is not None and res.other_load > args.max_load
+                    retry = contended and len(discarded[runner.name]) < args.retries
+                    log(f"  batch {batch} repeat {rep + 1}/{args.repeats} {runner.name}: "
+                        f"{res.seconds:.3f} s, loss {res.loss:.6f}, other load {fmt_load(res.other_load)}"
+                        + (" -> discarded, re-run" if retry else ""))
+                    if not retry:
+                        break
+                    discarded[runner.name].append(res)
                 results[runner.name].append(res)
-                log(f"  batch {batch} repeat {rep + 1}/{args.repeats} {runner.name}: "
-                    f"{res.seconds:.3f} s, loss {res.loss:.6f}")
         for runner in timed:
             for res in results[runner.name]:
                 try:
@@ -317,6 +358,9 @@ def main(argv=None) -> int:
                 "steps": setup.steps, "seconds": stats(secs),
                 "samples_per_s": setup.n / statistics.median(secs),
                 "gflops_dense": setup.flops / statistics.median(secs) / 1e9,
+                "other_load": [r.other_load for r in results[runner.name]],
+                "discarded_contended": [{"seconds": r.seconds, "other_load": r.other_load}
+                                        for r in discarded[runner.name]],
                 "loss": results[runner.name][0].loss, "train_accuracy": results[runner.name][0].accuracy,
                 "reference_loss": ref_result.loss,
             })
@@ -326,6 +370,8 @@ def main(argv=None) -> int:
     reference_probs = predict_proba(model, X_test, benchlib.get_backend(benchlib.REFERENCE))
     for runner in runners:
         single, full = runner.inference_calls(model, X_test)
+        idle()
+        meter = benchlib.ForeignLoad()
         probs = full()
         ok = bool(np.allclose(probs, reference_probs, rtol=benchlib.OP_RTOL, atol=benchlib.OP_ATOL))
         if not ok and runner.name != "torch":
@@ -334,17 +380,19 @@ def main(argv=None) -> int:
         s2 = samples(full, 2 if args.quick else 7, 0.0)
         report["inference"].append({"backend": runner.name, "label": runner.label,
                                     "single_image_seconds": stats(s1), "test_10k_seconds": stats(s2),
-                                    "rows": len(X_test), "matches_reference": ok})
+                                    "rows": len(X_test), "matches_reference": ok,
+                                    "other_load": meter.load()})
         log(f"{runner.name}: single image {statistics.median(s1) * 1e6:.1f} us, "
             f"10k {statistics.median(s2) * 1e3:.1f} ms")
 
     # 5. Process start of compiled backends: cold JIT and warm cache.
     if not args.no_startup:
-        report["startup"] = startup(runners, quick=args.quick)
+        report["startup"] = startup(runners, quick=args.quick, idle=idle)
 
     report["blas_after"] = benchlib.blas_info()  # now with every library loaded
     report["numba_threads"] = numba_threads()
     report["failures"] = failures
+    report["idle_waits_seconds"] = waits
     report["total_seconds"] = time.perf_counter() - t_start
 
     md = markdown(report, info)
@@ -362,6 +410,13 @@ def main(argv=None) -> int:
     return 0
 
 
+def load_cell(loads):
+    loads = [x for x in loads if x is not None]
+    if not loads:
+        return "n/a"
+    return f"{statistics.median(loads):.2f} / {max(loads):.2f}"
+
+
 def numba_threads():
     if "numba" not in sys.modules:
         return None
@@ -374,23 +429,28 @@ def numba_threads():
     return out
 
 
-def startup(runners, quick):
+def startup(runners, quick, idle=lambda: None):
     """numpy (baseline), then each non-reference backend: cold (fresh
     NUMBA_CACHE_DIR) and warm (the same directory again) process start."""
     out = {"baseline": None, "backends": {}}
     names = [r.name for r in runners if isinstance(r, BackendRunner) and r.name != benchlib.REFERENCE]
     if not names:
         return out
+    idle()
     out["baseline"] = benchlib.process_start(benchlib.REFERENCE, None)
     log(f"process start numpy: {out['baseline']['wall']:.2f} s")
     for name in names:
         cold, warm, cache_counts = [], [], []
         for _ in range(1 if quick else 2):
             with tempfile.TemporaryDirectory(prefix="fastmlp-numba-cache-") as cache:
+                idle()
+                meter = benchlib.ForeignLoad()
                 cold.append(benchlib.process_start(name, cache))
                 cache_counts.append(benchlib.cache_files(cache))
                 for _ in range(1 if quick else 3):
+                    idle()
                     warm.append(benchlib.process_start(name, cache))
+                cold[-1]["other_load_during_cold_and_warm"] = meter.load()
         out["backends"][name] = {"cold": cold, "warm": warm, "cache_files": cache_counts}
         log(f"process start {name}: cold {[round(c['wall'], 2) for c in cold]} s, "
             f"warm {[round(w['wall'], 2) for w in warm]} s, cache files {cache_counts}")
@@ -429,8 +489,9 @@ def markdown(report, info):
         f"({layer_rates} GFLOP/s).",
         "",
         "| backend | batch | epoch s median | min | max | samples/s | GFLOP/s (dense eq.) "
-        "| % of SGEMM peak | speed-up vs NumPy | epoch loss |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| % of SGEMM peak | speed-up vs NumPy | epoch loss | other load (CPUs) median / max "
+        "| contended re-runs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     ref = {e["batch"]: e["seconds"]["median"] for e in epochs if e["backend"] == benchlib.REFERENCE}
     for e in epochs:
@@ -440,16 +501,26 @@ def markdown(report, info):
         lines.append(
             f"| {e['label']} | {e['batch']} | {fmt_s(s['median'])} | {fmt_s(s['min'])} | {fmt_s(s['max'])} "
             f"| {e['samples_per_s']:,.0f} | {e['gflops_dense']:.2f} "
-            f"| {100 * e['gflops_dense'] / sg['peak_gflops']:.1f}% | {ratio} | {e['loss']:.5f} |")
+            f"| {100 * e['gflops_dense'] / sg['peak_gflops']:.1f}% | {ratio} | {e['loss']:.5f} "
+            f"| {load_cell(e['other_load'])} | {len(e['discarded_contended'])} |")
     for label, secs in ((f"dense floor at SGEMM peak", sg["dense_floor_seconds"]),
                         (f"floor at layer-shape SGEMM rates", sg["layer_shape_floor_seconds"])):
         ratio = ref.get(sg["batch"])
         ratio = f"{ratio / secs:.2f}×" if ratio else "n/a"
         lines.append(f"| *{label}* | {sg['batch']} | {fmt_s(secs)} | | | {rows / secs:,.0f} "
-                     f"| {gflop / secs:.2f} | {100 * gflop / secs / sg['peak_gflops']:.1f}% | {ratio} | |")
+                     f"| {gflop / secs:.2f} | {100 * gflop / secs / sg['peak_gflops']:.1f}% | {ratio} | "
+                     f"| {load_cell([sg.get('other_load')])} | |")
     n_rep = {e["seconds"]["n"] for e in epochs}
     lines.append("")
-    lines.append(f"Epoch repeats per backend: {', '.join(map(str, sorted(n_rep))) or 0}.")
+    lines.append(f"Epoch repeats per backend: {', '.join(map(str, sorted(n_rep))) or 0}. "
+                 "Other load: CPUs used by other processes during each timed epoch "
+                 "(/proc/stat minus this process; 0 = the machine was ours alone)"
+                 + (f"; an epoch with other load > {report['args']['max_load']:g} CPUs was discarded "
+                    f"and re-run, at most {report['args']['retries']} times per backend (contended "
+                    "re-runs: how many; their times are in the JSON)" if report["args"]["retries"]
+                    else "; contended epochs were not re-run (--retries 0)")
+                 + (f"; waited {sum(report['idle_waits_seconds']):.0f} s in total for other processes "
+                    "to go idle before measurements" if report.get("idle_waits_seconds") else "") + ".")
 
     if report["inference"]:
         lines += ["", "| backend | single image µs median (min–max) | 10k test set ms median (min–max) "

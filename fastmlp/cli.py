@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dtype", help="float32 or float64")
     train.add_argument("--hidden", help="hidden layer sizes, e.g. 128,64")
     train.add_argument("--limit", type=int, metavar="N", help="train on the first N images")
+    train.add_argument("--augment", metavar="SPEC",
+                       help="augment the training images anew every epoch: default, none, or "
+                            "key=value,... with keys rotate (degrees), scale (fraction), shear "
+                            "(degrees), shift (pixels), elastic (pixels), grid (elastic control "
+                            "points per side), thickness (fraction); e.g. default,elastic=0 "
+                            "(default: none)")
     train.add_argument("--validation", type=int, metavar="N",
                        help="hold out the last N of those for tuning (reported per epoch)")
     train.add_argument("--out", help=f"checkpoint to write after every epoch (default {DEFAULT_MODEL})")
@@ -150,6 +156,7 @@ def _run_train(args) -> int:
     print(f"training {'-'.join(map(str, model.sizes))} {config.dtype} on {n} images "
           f"({data.source}), {config.optimizer} lr {config.lr:g} {config.schedule}, "
           f"batch {config.batch_size}, {config.epochs} epochs, backend {backend.name}"
+          + (f", augment {config.augment}" if config.augment != "none" else "")
           + (f", resuming at epoch {state.epoch + 1}" if args.resume else ""))
 
     def save_checkpoint():
@@ -209,7 +216,7 @@ def _run_train(args) -> int:
 
 # Flag name -> TrainConfig field, for the flags that define the recipe.
 _RECIPE_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "nesterov", "schedule",
-                 "warmup", "weight_decay", "label_smoothing", "seed", "dtype", "hidden", "limit", "validation")
+                 "warmup", "weight_decay", "label_smoothing", "seed", "dtype", "hidden", "limit", "validation", "augment")
 
 
 def _given(args, names) -> dict:
@@ -218,6 +225,7 @@ def _given(args, names) -> dict:
 
 def _resumed_config(args, saved):
     """The checkpoint's recipe; only --epochs may change (to train longer)."""
+    from fastmlp.augment import parse as parse_augment
     from fastmlp.model import parse_hidden
     from fastmlp.train import TrainConfig
 
@@ -227,8 +235,13 @@ def _resumed_config(args, saved):
     for name, value in _given(args, _RECIPE_FLAGS).items():
         if name == "epochs":
             continue
-        old = config.get(name)
-        same = (list(parse_hidden(value)) == old) if name == "hidden" else value == old
+        old = config.get(name, "none" if name == "augment" else None)
+        if name == "hidden":
+            same = list(parse_hidden(value)) == old
+        elif name == "augment":
+            same = parse_augment(value).spec() == old
+        else:
+            same = value == old
         if not same:
             raise FastmlpError(f"--{name.replace('_', '-')} {value}: the resumed run was trained "
                                f"with {old}; a resumed run keeps its recipe (only --epochs may change)")

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from fastmlp import augment as augmentation
 from fastmlp.errors import FastmlpError
 from fastmlp.evaluate import accuracy
 from fastmlp.model import DEFAULT_HIDDEN, DTYPES, MLP, parse_hidden
@@ -37,9 +38,13 @@ class TrainConfig:
     hidden: tuple = DEFAULT_HIDDEN
     limit: int | None = None
     validation: int = 0
+    augment: str = "none"
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", parse_hidden(self.hidden))
+        # Validated, and stored canonical ("default" -> its key=value form),
+        # so checkpoints record exactly what was applied.
+        object.__setattr__(self, "augment", augmentation.parse(self.augment).spec())
         checks = [
             (self.epochs >= 1, f"--epochs {self.epochs}: must be at least 1"),
             (self.batch_size >= 1, f"--batch-size {self.batch_size}: must be positive"),
@@ -103,7 +108,8 @@ def checkpoint_meta(config: TrainConfig, state: TrainState, data) -> dict:
     (config, progress) and to know what the model is (history, data)."""
     return {"config": config.to_dict(), "history": state.history, "progress": state.progress(),
             "data": {"source": str(data.source), "checksum": data.checksum},
-            "rng": {"seed": config.seed, "scheme": "epoch order: default_rng([seed, epoch])"}}
+            "rng": {"seed": config.seed, "scheme": "epoch order: default_rng([seed, epoch]); "
+                                                   "augmentation: default_rng([seed, epoch, 1])"}}
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -141,10 +147,24 @@ def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
     # The reference stops after any batch; a compiled backend runs a few per
     # call to keep Python off the hot path.
     per_call = getattr(backend, "batches_per_call", 1)
+    aug = augmentation.parse(config.augment)
+    X_aug = np.empty_like(X) if aug.enabled else None
 
     while state.epoch < config.epochs:
         order = epoch_order(config.seed, state.epoch, n)
         lrs = lrs_all[state.epoch * spe:(state.epoch + 1) * spe]
+        X_epoch = X
+        if aug.enabled:
+            if should_stop():
+                return "stopped"
+            # The whole epoch's images, augmented once by one backend call; a
+            # function of (seed, epoch) alone, so a resumed epoch sees the same
+            # images. Counted as training time.
+            start = time.perf_counter()
+            params = augmentation.sample_params(aug, n, augmentation.epoch_rng(config.seed, state.epoch))
+            backend.augment(X, params.A, params.D, params.thickness, X_aug)
+            state.seconds += time.perf_counter() - start
+            X_epoch = X_aug
         while state.step < spe:
             if should_stop():
                 return "stopped"
@@ -153,7 +173,7 @@ def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
             # Overflow is caught below as a non-finite loss, with advice.
             with np.errstate(over="ignore", invalid="ignore"):
                 loss_sum, correct = backend.train_batches(
-                    W, b, state.optimizer, X, y, order, batch_size, first, stop,
+                    W, b, state.optimizer, X_epoch, y, order, batch_size, first, stop,
                     lrs[first:stop], opt, config.label_smoothing)
             state.seconds += time.perf_counter() - start
             if not math.isfinite(loss_sum):

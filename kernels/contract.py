@@ -70,6 +70,17 @@ train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
     X: (N, 784)  y: (N,)  order: (N,) int64 permutation  lrs: (stop-first,)
     float64. W, b, state WRITTEN. The epoch driver calls this in chunks so
     it can report progress and stop cleanly between chunks.
+
+Data augmentation (the equations are in kernels/augment_numpy.py):
+
+augment(X, A, D, thickness, out) -> out
+    out = thicken(warp(X, A, D), thickness), image by image: a bilinear
+    inverse-affine warp with an elastic displacement, then a 3x3 grey
+    dilation (t > 0) or erosion (t < 0) blended in by |t|, clipped to [0, 1].
+    X: (n, 784) in [0, 1]  A: (n, 2, 3)  D: (n, G, G, 2), G >= 2
+    thickness: (n,)  out: (n, 784) WRITTEN, must not overlap X. A, D and
+    thickness (float32 from fastmlp.augment.sample_params) are cast to X's
+    dtype. Draws no random numbers: a deterministic function of its inputs.
 """
 
 OPS = (
@@ -84,6 +95,7 @@ OPS = (
     "forward_backward",
     "optimizer_step",
     "train_batches",
+    "augment",
 )
 
 

@@ -40,35 +40,44 @@ How it is fast (784-128-64-10, batch 128):
   is usable the decorator compiles without caching (``_jit``).
 """
 
+import contextlib
 import math
+import time
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+import numba
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .augment_numba import augment  # noqa: F401  (the augment op: kernels/augment_numba.py)
 
 name = "numba"
 
-# Row slices per batch, run on up to SLICES threads. A constant, not the
-# thread count, so the partial gradient sums (and the results) never depend
-# on the machine.
+# A batch is cut into SLICES fixed row ranges, each with its own gradient
+# buffer, added up in slice order: the slices may run on SLICES threads or
+# one after the other, with the same bits. A constant, never the thread count.
 SLICES = 2
-# train_batches runs this many batches per call from fastmlp.train.run: large
-# enough to keep Python off the hot path, small enough to report progress and
-# stop cleanly every ~20 ms.
+# train_batches runs this many batches per call from fastmlp.train.run: enough
+# to keep Python off the hot path, few enough to report progress and stop
+# cleanly every ~0.05 s.
 batches_per_call = 64
-# forward() on at least this many rows runs on all threads (rows are computed
-# independently, so the split never changes a result).
+# forward() on at least this many rows (and more than one Numba thread) runs
+# blocks of _ROW_BLOCK rows on all threads.
 _PARALLEL_ROWS = 256
 _ROW_BLOCK = 64
+# Slack after every gather buffer: the vector compress stores whole vectors.
+PAD = 16
 
-_FMA = {"contract"}
 
-
-def _jit(parallel=False, fastmath=False):
+def _jit(parallel=False):
     """njit(cache=True, nogil=True), falling back to cache=False when Numba finds
     no usable cache directory (it raises RuntimeError at decoration then).
-    error_model="numpy": x / 0 gives inf/NaN as in NumPy instead of raising."""
+    error_model="numpy": x / 0 gives inf/NaN as in NumPy instead of raising.
+    No fastmath: the only fused multiply-adds are the explicit ones below."""
     def decorate(fn):
-        options = dict(nogil=True, parallel=parallel, fastmath=fastmath, error_model="numpy")
+        options = dict(nogil=True, parallel=parallel, error_model="numpy")
         try:
             return njit(cache=True, **options)(fn)
         except RuntimeError:
@@ -79,80 +88,230 @@ def _jit(parallel=False, fastmath=False):
 # ------------------------------------------------------- building blocks
 # Row kernels shared by the layer ops and the whole-network kernels.
 
+# Two hand-written vector kernels (Numba intrinsics emitting LLVM IR), for
+# what Numba's loops cannot express: a compress (keep the nonzero lanes of a
+# vector, in order) and a multiply-add of eight rows into one that keeps the
+# row pointers and factors in registers. Vectors are 64 bytes (16 float32 or
+# 8 float64 lanes, one AVX-512 register); LLVM lowers them to plain code on
+# CPUs without AVX-512, slower but the same results.
+
+def _vector_type(context, dtype):
+    elt = context.get_data_type(dtype)
+    size = context.get_abi_sizeof(elt)
+    return elt, size, ir.VectorType(elt, 64 // size)
+
+
+def _splat(builder, value, vec):
+    i32 = ir.IntType(32)
+    one = builder.insert_element(ir.Constant(vec, ir.Undefined), value, ir.Constant(i32, 0))
+    return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined),
+                                  ir.Constant(ir.VectorType(i32, vec.count), [0] * vec.count))
+
+
+@intrinsic
+def _compress_nonzeros(typingctx, x, k, idx, val, c):
+    """For the LANES values x[k:k+LANES]: write the positions and values of the
+    nonzero ones, in order, to idx[c:], val[c:]; return c + their count.
+    A full vector is stored, so idx and val need LANES slots past the count."""
+    sig = types.intp(x, k, idx, val, c)
+
+    def codegen(context, builder, signature, args):
+        xty, kty, ity, vty, cty = signature.args
+        xa = context.make_array(xty)(context, builder, args[0])
+        ia = context.make_array(ity)(context, builder, args[2])
+        va = context.make_array(vty)(context, builder, args[3])
+        k = context.cast(builder, args[1], kty, types.intp)
+        c = context.cast(builder, args[4], cty, types.intp)
+        elt, size, vec = _vector_type(context, xty.dtype)
+        lanes = vec.count
+        i32 = ir.IntType(32)
+        ivec = ir.VectorType(i32, lanes)
+        mvec = ir.VectorType(ir.IntType(1), lanes)
+        suffix = "f32" if size == 4 else "f64"
+        xv = builder.load(builder.bitcast(builder.gep(xa.data, [k]), vec.as_pointer()), align=size)
+        # "une": NaN counts as nonzero and -0.0 as zero, like x != 0
+        mask = builder.fcmp_unordered("!=", xv, ir.Constant(vec, [0.0] * lanes))
+        compress = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vec, [vec, mvec, vec]),
+            f"llvm.experimental.vector.compress.v{lanes}{suffix}")
+        icompress = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ivec, [ivec, mvec, ivec]),
+            f"llvm.experimental.vector.compress.v{lanes}i32")
+        packed = builder.call(compress, [xv, mask, ir.Constant(vec, ir.Undefined)])
+        builder.store(packed, builder.bitcast(builder.gep(va.data, [c]), vec.as_pointer()),
+                      align=size)
+        positions = builder.add(_splat(builder, builder.trunc(k, i32), ivec),
+                                ir.Constant(ivec, list(range(lanes))))
+        ipacked = builder.call(icompress, [positions, mask, ir.Constant(ivec, ir.Undefined)])
+        builder.store(ipacked, builder.bitcast(builder.gep(ia.data, [c]), ivec.as_pointer()),
+                      align=4)
+        bits = ir.IntType(lanes)
+        popcount = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(bits, [bits]), f"llvm.ctpop.i{lanes}")
+        count = builder.call(popcount, [builder.bitcast(mask, bits)])
+        return builder.add(c, builder.zext(count, context.get_value_type(types.intp)))
+
+    return sig, codegen
+
+
+def _make_add_rows(R):
+    @intrinsic
+    def add_rows(typingctx, out, M, start, row_len, idx, val, t):
+        """out += val[t] * M[idx[t]] + ... + val[t+R-1] * M[idx[t+R-1]], fused
+        multiply-adds in that order, LANES outputs at a time; the last partial
+        vector with masked loads and stores (lanes past the end untouched).
+        Row k of M is M[k] for a 2-D M (start, row_len unused), and
+        M[start + k*row_len:][:len(out)] for a flat M."""
+        sig = types.none(out, M, start, row_len, idx, val, t)
+
+        def codegen(context, builder, signature, args):
+            oty, mty, sty, lty, ity, vty, tty = signature.args
+            outa = context.make_array(oty)(context, builder, args[0])
+            Ma = context.make_array(mty)(context, builder, args[1])
+            ia = context.make_array(ity)(context, builder, args[4])
+            va = context.make_array(vty)(context, builder, args[5])
+            t = context.cast(builder, args[6], tty, types.intp)
+            elt, size, vec = _vector_type(context, oty.dtype)
+            lanes = vec.count
+            intp = context.get_value_type(types.intp)
+            i32 = ir.IntType(32)
+            suffix = f"v{lanes}{'f32' if size == 4 else 'f64'}"
+            o = cgutils.unpack_tuple(builder, outa.shape, 1)[0]
+            base = builder.bitcast(Ma.data, ir.IntType(8).as_pointer())
+            if mty.ndim == 2:
+                row_bytes = cgutils.unpack_tuple(builder, Ma.strides, 2)[0]
+            else:
+                size_c = ir.Constant(intp, size)
+                start = context.cast(builder, args[2], sty, types.intp)
+                base = builder.gep(base, [builder.mul(start, size_c)])
+                row_bytes = builder.mul(context.cast(builder, args[3], lty, types.intp), size_c)
+            vptr = vec.as_pointer()
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vec, [vec, vec, vec]), f"llvm.fma.{suffix}")
+            rows, factors = [], []
+            for r in range(R):
+                pos = builder.add(t, ir.Constant(intp, r))
+                k = builder.sext(builder.load(builder.gep(ia.data, [pos])), intp)
+                rows.append(builder.bitcast(builder.gep(base, [builder.mul(k, row_bytes)]),
+                                            elt.as_pointer()))
+                factors.append(_splat(builder, builder.load(builder.gep(va.data, [pos])), vec))
+            full = builder.udiv(o, ir.Constant(intp, lanes))
+            with cgutils.for_range(builder, full) as loop:
+                j = builder.mul(loop.index, ir.Constant(intp, lanes))
+                out_ptr = builder.bitcast(builder.gep(outa.data, [j]), vptr)
+                acc = builder.load(out_ptr, align=size)
+                for r in range(R):
+                    m = builder.load(builder.bitcast(builder.gep(rows[r], [j]), vptr), align=size)
+                    acc = builder.call(fma, [factors[r], m, acc])
+                builder.store(acc, out_ptr, align=size)
+            j = builder.mul(full, ir.Constant(intp, lanes))
+            rest = builder.sub(o, j)
+            with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(intp, 0))):
+                ivec = ir.VectorType(i32, lanes)
+                mask = builder.icmp_unsigned("<", ir.Constant(ivec, list(range(lanes))),
+                                             _splat(builder, builder.trunc(rest, i32), ivec))
+                align = ir.Constant(i32, size)
+                load = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(vec, [vptr, i32, mask.type, vec]),
+                    f"llvm.masked.load.{suffix}.p0")
+                store = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(ir.VoidType(), [vec, vptr, i32, mask.type]),
+                    f"llvm.masked.store.{suffix}.p0")
+                zero = ir.Constant(vec, [0.0] * lanes)
+                out_ptr = builder.bitcast(builder.gep(outa.data, [j]), vptr)
+                acc = builder.call(load, [out_ptr, align, mask, zero])
+                for r in range(R):
+                    m = builder.call(load, [builder.bitcast(builder.gep(rows[r], [j]), vptr),
+                                            align, mask, zero])
+                    acc = builder.call(fma, [factors[r], m, acc])
+                builder.call(store, [acc, out_ptr, align, mask])
+            return context.get_dummy_value()
+
+        return sig, codegen
+    return add_rows
+
+
+_add_rows1, _add_rows2, _add_rows3, _add_rows4, _add_rows5, _add_rows6, _add_rows7, _add_rows8 = (
+    _make_add_rows(R) for R in range(1, 9))
+
+
+@intrinsic
+def _prefetch(typingctx, a, i):
+    """Ask the CPU to start loading the cache line holding a[i] (1-D a)."""
+    sig = types.none(a, i)
+
+    def codegen(context, builder, signature, args):
+        aa = context.make_array(signature.args[0])(context, builder, args[0])
+        i = context.cast(builder, args[1], signature.args[1], types.intp)
+        ptr = builder.bitcast(builder.gep(aa.data, [i]), ir.IntType(8).as_pointer())
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [ptr.type] + [ir.IntType(32)] * 3),
+            "llvm.prefetch.p0")
+        i32 = ir.IntType(32)
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @_jit()
 def _gather_nonzeros(x, idx, val):
     """idx[:c], val[:c] = positions and values of the nonzeros of x, in order;
-    returns c. x: (i,)  idx: (>= i,) int32  val: (>= i,) written.
-    Branchy on purpose: image zeros come in long runs, so it predicts well."""
+    returns c. x: (i,)  idx: (>= i + PAD,) int32  val: (>= i + PAD,) written
+    (PAD slack for the vector stores)."""
+    lanes = 64 // x.itemsize
+    n = x.shape[0]
     c = 0
-    for k in range(x.shape[0]):
-        v = x[k]
-        if v != 0:
-            idx[c] = k
-            val[c] = v
-            c += 1
-    return c
-
-
-@_jit()
-def _gather_nonzeros_branchless(x, idx, val):
-    """Same as _gather_nonzeros for data whose zeros are scattered at random
-    (ReLU outputs, gradients): always store, advance only past nonzeros."""
-    c = 0
-    for k in range(x.shape[0]):
+    k = 0
+    while k + lanes <= n:
+        c = _compress_nonzeros(x, k, idx, val, c)
+        k += lanes
+    while k < n:                 # the tail: store always, advance past nonzeros
         v = x[k]
         idx[c] = k
         val[c] = v
         c += v != 0
+        k += 1
     return c
 
 
 @_jit()
 def _relu_gather(out, idx, val):
-    """out = max(out, 0) in place (NaN stays NaN, like np.maximum), and gather
-    the nonzeros of the result as _gather_nonzeros does. Returns their count.
-    out: (o,) written  idx: (>= o,) int32  val: (>= o,) written."""
-    c = 0
+    """out = max(out, 0) in place (NaN stays NaN, like np.maximum), then gather
+    the nonzeros of the result as _gather_nonzeros does; returns their count.
+    out: (o,) written  idx: (>= o + PAD,) int32  val: (>= o + PAD,) written."""
+    zero = out.dtype.type(0)
     for k in range(out.shape[0]):
-        v = out[k]
-        if v < 0:
-            v = out.dtype.type(0)
-        out[k] = v
-        idx[c] = k
-        val[c] = v
-        c += v != 0
-    return c
+        if out[k] < zero:
+            out[k] = zero
+    return _gather_nonzeros(out, idx, val)
 
 
-@_jit(fastmath=_FMA)
-def _accumulate_rows(out, M, idx, val, c):
+@_jit()
+def _accumulate_rows(out, M, start, row_len, idx, val, c):
     """out += sum_t val[t] * M[idx[t], :] for t < c, added in the order t = 0, 1, ...
-    out: (o,)  M: (i, o)  idx: (>= c,) int32  val: (>= c,).
-    Eight rows per pass over out (one load/store of out per eight rows of M);
-    each out[j] is the same chain of fused multiply-adds however t is grouped."""
-    o = out.shape[0]
+    (a chain of fused multiply-adds per output, up to eight rows of M per pass).
+    out: (o,)  M: (i, o), or flat with row k at M[start + k*row_len:][:o]
+    idx: (>= c,) int32  val: (>= c,)."""
     t = 0
     while t + 8 <= c:
-        m0 = M[idx[t]]
-        m1 = M[idx[t + 1]]
-        m2 = M[idx[t + 2]]
-        m3 = M[idx[t + 3]]
-        m4 = M[idx[t + 4]]
-        m5 = M[idx[t + 5]]
-        m6 = M[idx[t + 6]]
-        m7 = M[idx[t + 7]]
-        v0, v1, v2, v3 = val[t], val[t + 1], val[t + 2], val[t + 3]
-        v4, v5, v6, v7 = val[t + 4], val[t + 5], val[t + 6], val[t + 7]
-        for j in range(o):
-            out[j] = (out[j] + v0 * m0[j] + v1 * m1[j] + v2 * m2[j] + v3 * m3[j]
-                      + v4 * m4[j] + v5 * m5[j] + v6 * m6[j] + v7 * m7[j])
+        _add_rows8(out, M, start, row_len, idx, val, t)
         t += 8
-    while t < c:
-        m0 = M[idx[t]]
-        v0 = val[t]
-        for j in range(o):
-            out[j] = out[j] + v0 * m0[j]
-        t += 1
+    rest = c - t
+    if rest == 7:
+        _add_rows7(out, M, start, row_len, idx, val, t)
+    elif rest == 6:
+        _add_rows6(out, M, start, row_len, idx, val, t)
+    elif rest == 5:
+        _add_rows5(out, M, start, row_len, idx, val, t)
+    elif rest == 4:
+        _add_rows4(out, M, start, row_len, idx, val, t)
+    elif rest == 3:
+        _add_rows3(out, M, start, row_len, idx, val, t)
+    elif rest == 2:
+        _add_rows2(out, M, start, row_len, idx, val, t)
+    elif rest == 1:
+        _add_rows1(out, M, start, row_len, idx, val, t)
 
 
 @_jit()
@@ -181,38 +340,17 @@ def _transpose_nonzeros(nzi, nzv, nzc, m, K, start, ri, rv):
     start[0] = 0
 
 
-@_jit(fastmath=_FMA)
+@_jit()
 def _accumulate_columns(dW, start, ri, rv, dY):
     """dW[k, :] = sum over p in start[k]:start[k+1] of rv[p] * dY[ri[p], :]
     (in order; 0 for an empty column): X.T @ dY with X given column-wise.
     dW: (K, o) written  start: (K+1,)  ri: int32  dY: (m, o)."""
-    K, o = dW.shape
-    for k in range(K):
+    for k in range(dW.shape[0]):
         g = dW[k]
-        for j in range(o):
+        for j in range(g.shape[0]):
             g[j] = 0
-        p, e = start[k], start[k + 1]
-        while p + 8 <= e:
-            d0 = dY[ri[p]]
-            d1 = dY[ri[p + 1]]
-            d2 = dY[ri[p + 2]]
-            d3 = dY[ri[p + 3]]
-            d4 = dY[ri[p + 4]]
-            d5 = dY[ri[p + 5]]
-            d6 = dY[ri[p + 6]]
-            d7 = dY[ri[p + 7]]
-            v0, v1, v2, v3 = rv[p], rv[p + 1], rv[p + 2], rv[p + 3]
-            v4, v5, v6, v7 = rv[p + 4], rv[p + 5], rv[p + 6], rv[p + 7]
-            for j in range(o):
-                g[j] = (g[j] + v0 * d0[j] + v1 * d1[j] + v2 * d2[j] + v3 * d3[j]
-                        + v4 * d4[j] + v5 * d5[j] + v6 * d6[j] + v7 * d7[j])
-            p += 8
-        while p < e:
-            d0 = dY[ri[p]]
-            v0 = rv[p]
-            for j in range(o):
-                g[j] = g[j] + v0 * d0[j]
-            p += 1
+        p = start[k]
+        _accumulate_rows(g, dY, 0, 0, ri[p:], rv[p:], start[k + 1] - p)
 
 
 @_jit()
@@ -285,14 +423,14 @@ def _smoothed_targets(smoothing, K, dtype_of):
 
 # ------------------------------------------------------------- layer ops
 
-@_jit(fastmath=_FMA)
+@_jit()
 def _linear_forward(X, W, b, out, relu, idx, val):
     for r in range(X.shape[0]):
         c = _gather_nonzeros(X[r], idx, val)
         row = out[r]
         for j in range(row.shape[0]):
             row[j] = b[j]
-        _accumulate_rows(row, W, idx, val, c)
+        _accumulate_rows(row, W, 0, 0, idx, val, c)
         if relu:
             _relu_gather(row, idx, val)
 
@@ -300,7 +438,7 @@ def _linear_forward(X, W, b, out, relu, idx, val):
 def linear_forward(X, W, b, out, relu):
     """out = X @ W + b, then ReLU if ``relu``.
     X: (n, i)  W: (i, o)  b: (o,)  out: (n, o) written."""
-    scratch = X.shape[1] + W.shape[1]
+    scratch = X.shape[1] + W.shape[1] + PAD
     _linear_forward(X, W, b, out, bool(relu), np.empty(scratch, np.int32),
                     np.empty(scratch, X.dtype))
     return out
@@ -341,7 +479,7 @@ def relu_backward(dA, A, dZ):
     return dZ
 
 
-@_jit(fastmath=_FMA)
+@_jit()
 def _weight_gradients(X, dY, dW, db, nzi, nzv, nzc, start, ri, rv):
     for r in range(X.shape[0]):
         nzc[r] = _gather_nonzeros(X[r], nzi[r], nzv[r])
@@ -350,14 +488,14 @@ def _weight_gradients(X, dY, dW, db, nzi, nzv, nzc, start, ri, rv):
     _column_sums(dY, db)
 
 
-@_jit(fastmath=_FMA)
+@_jit()
 def _input_gradient(dY, WT, dX, idx, val):
     for r in range(dY.shape[0]):
         row = dX[r]
         for k in range(row.shape[0]):
             row[k] = 0
-        c = _gather_nonzeros_branchless(dY[r], idx, val)
-        _accumulate_rows(row, WT, idx, val, c)
+        c = _gather_nonzeros(dY[r], idx, val)
+        _accumulate_rows(row, WT, 0, 0, idx, val, c)
 
 
 def linear_backward(X, W, dY, dW, db, dX):
@@ -366,13 +504,13 @@ def linear_backward(X, W, dY, dW, db, dX):
     X: (n, i)  W: (i, o)  dY: (n, o)  dW: (i, o)  db: (o,)  dX: (n, i)."""
     n, i = X.shape
     o = W.shape[1]
-    _weight_gradients(X, dY, dW, db, np.empty((n, i), np.int32), np.empty((n, i), X.dtype),
+    _weight_gradients(X, dY, dW, db, np.empty((n, i + PAD), np.int32), np.empty((n, i + PAD), X.dtype),
                       np.empty(n, np.int64), np.empty(i + 1, np.int64),
                       np.empty(n * i, np.int32), np.empty(n * i, X.dtype))
     if dX is not None:
         WT = np.empty((o, i), W.dtype)
         _transpose(W, WT)
-        _input_gradient(dY, WT, dX, np.empty(o, np.int32), np.empty(o, W.dtype))
+        _input_gradient(dY, WT, dX, np.empty(o + PAD, np.int32), np.empty(o + PAD, W.dtype))
 
 
 # --------------------------------------------------------- optimizer ops
@@ -466,25 +604,21 @@ def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, de
 
 
 # ---------------------------------------------------------- whole network
-# Scratch layout. Per slice, every buffer is one flat array; layer l's part is
-# a C-contiguous reshape of a range of it (Numba keeps such views contiguous,
-# so the inner loops vectorize):
-#   act: the layers' outputs, (m, o_l) each (the last is the logits)
-#   nzi/nzv: the nonzeros of each layer's input rows, (m, i_l) each, nzc: counts
-#   grad: this slice's gradient, W[0], b[0], W[1], b[1], ... flattened
-#   delta: two (m, max width) buffers, dL/d(layer output) and dL/d(layer input)
-#   WT: W[l].T for l >= 1 (backward products as row sums, which vectorize)
-
-@_jit()
-def _layer_sizes(Ws):
-    """sizes: (L+1,) int64, the widths (i_0, o_0, o_1, ..., o_{L-1})."""
-    L = len(Ws)
-    sizes = np.empty(L + 1, np.int64)
-    sizes[0] = Ws[0].shape[0]
-    for l in range(L):
-        sizes[l + 1] = Ws[l].shape[1]
-    return sizes
-
+# Training works on the parameters as one flat vector P: W[0] (row-major),
+# b[0], W[1], b[1], ... (_param_offsets), with the gradient and the optimizer
+# slots in the same layout. Kernels over (P, sizes) are the same for every
+# depth, so they compile once per dtype; the wrappers pack the lists into P
+# and unpack them after the call (~0.1 ms per call, a few per epoch).
+#
+# Scratch for a batch: every buffer is one flat array per slice, a layer's
+# part a range of it (1-D slices cost nothing; reshapes in inner loops do):
+#   act:      each layer's output, (n, o_l); the last is the logits
+#   nzi, nzv: the nonzeros of each layer's input rows, (n, i_l + PAD); nzc (L, n)
+#   grad:     the gradient, laid out like P
+#   delta:    two (n, max width) buffers: dL/d(layer output), dL/d(layer input)
+#   WT:       W[l].T for l >= 1 (dX = dY @ W.T as rows of W.T, like the forward)
+#   start, ri, rv: one layer input's nonzeros column by column (CSC)
+#   idx, val: one row's nonzeros; logp: one row's log-probabilities
 
 @_jit()
 def _offsets(widths, scale):
@@ -497,8 +631,7 @@ def _offsets(widths, scale):
 
 @_jit()
 def _param_offsets(sizes):
-    """(woff, boff): where W[l] and b[l] start in a flat gradient vector;
-    woff[L] is the total number of parameters."""
+    """(woff, boff): where W[l] and b[l] start in P; woff[L] = len(P)."""
     L = sizes.shape[0] - 1
     woff = np.zeros(L + 1, np.int64)
     boff = np.zeros(L, np.int64)
@@ -508,70 +641,109 @@ def _param_offsets(sizes):
     return woff, boff
 
 
-@_jit(fastmath=_FMA)
-def _slice_forward_backward(Ws, bs, X, y, rows, n, t_off, t_on, sizes, act, nzi, nzv, nzc,
+@_jit()
+def _row(buf, off, l, width, r):
+    """Row r of layer l's (rows, width) part buf[off[l]:off[l+1]]."""
+    start = off[l] + r * width
+    return buf[start:start + width]
+
+
+@_jit()
+def _slice_rows(n, s):
+    """[lo, hi) of part s when n rows (or elements) are cut in SLICES fixed parts."""
+    return (n * s) // SLICES, (n * (s + 1)) // SLICES
+
+
+@_jit()
+def _scratch(sizes, n, dtype_of):
+    """(act, nzi, nzv, nzc, grad, delta, WT, start, ri, rv, idx, val, logp):
+    scratch for batches of up to n rows, laid out as above, once per slice
+    (a leading SLICES axis)."""
+    L = sizes.shape[0] - 1
+    dt = dtype_of.dtype
+    width = sizes.max()
+    h = (n + SLICES - 1) // SLICES
+    S = SLICES
+    return (np.empty((S, h * sizes[1:].sum()), dt),
+            np.empty((S, h * (sizes[:L] + PAD).sum()), np.int32),
+            np.empty((S, h * (sizes[:L] + PAD).sum()), dt),
+            np.zeros((S, L, h), np.int64),
+            np.empty((S, _param_offsets(sizes)[0][L]), dt),
+            np.empty((S, 2, h * width), dt),
+            np.empty((S, (sizes[:L] * sizes[1:]).sum()), dt),
+            np.empty((S, width + 1), np.int64),
+            np.empty((S, h * width), np.int32),
+            np.empty((S, h * width), dt),
+            np.empty((S, width + PAD), np.int32),
+            np.empty((S, width + PAD), dt),
+            np.empty((S, sizes[L]), dt))
+
+
+@_jit()
+def _batch_forward_backward(P, sizes, X, y, rows, n_batch, t_off, t_on, act, nzi, nzv, nzc,
                             grad, delta, WT, start, ri, rv, idx, val, logp):
-    """Forward and backward through the network for the rows X[rows] (one slice
-    of a batch of n rows; the loss is the batch mean, so gradients scale by 1/n).
-    rows: (m,) int64. Scratch: act, nzi (int32), nzv, nzc (L, >= m), delta
-    (2, ...), WT, start, ri, rv, idx, val, logp, laid out as described above.
-    grad written: this slice's gradient of the batch loss (every entry).
-    Returns (sum over the slice's rows of sum_k t_k log p_k, rows right)."""
-    L = len(Ws)
-    m = rows.shape[0]
+    """Forward and backward through the network P for the rows X[rows], part
+    of a batch of n_batch rows (the loss is the batch mean: gradients scale by
+    1 / n_batch). rows: (n,) int64; t_off, t_on: the smoothed targets
+    (_smoothed_targets). Scratch: one slice's, laid out as above, for >= n rows.
+    grad written (every entry): these rows' part of the gradient.
+    Returns (sum over the rows of sum_k t_k log p_k; rows classified right)."""
+    L = sizes.shape[0] - 1
+    n = rows.shape[0]
+    if n == 0:
+        grad[:] = 0
+        return 0.0, 0
     dt = X.dtype.type
-    aoff = _offsets(sizes[1:], m)
-    zoff = _offsets(sizes[:L], m)
     woff, boff = _param_offsets(sizes)
+    aoff = _offsets(sizes[1:], n)            # act: (n, o_l) per layer
+    zoff = _offsets(sizes[:L] + PAD, n)      # nzi, nzv: (n, i_l + PAD) per layer
     toff = _offsets(sizes[:L] * sizes[1:], 1)
     K = sizes[L]
 
     # forward, one row at a time through all layers (it stays in cache)
     tlogp = 0.0
     correct = 0
-    dlogits = delta[0, :m * K].reshape((m, K))
-    for r in range(m):
+    dlogits = delta[0, :n * K].reshape((n, K))
+    for r in range(n):
         row = rows[r]
-        zi = nzi[zoff[0]:zoff[1]].reshape((m, sizes[0]))
-        zv = nzv[zoff[0]:zoff[1]].reshape((m, sizes[0]))
-        nzc[0, r] = _gather_nonzeros(X[row], zi[r], zv[r])
+        if r + 1 < n:           # rows come from anywhere in X: fetch the next one early
+            ahead = X[rows[r + 1]]
+            for k in range(0, ahead.shape[0], 64 // ahead.itemsize):
+                _prefetch(ahead, k)
+        nzc[0, r] = _gather_nonzeros(X[row], _row(nzi, zoff, 0, sizes[0] + PAD, r),
+                                     _row(nzv, zoff, 0, sizes[0] + PAD, r))
         for l in range(L):
-            out = act[aoff[l]:aoff[l + 1]].reshape((m, sizes[l + 1]))[r]
-            b = bs[l]
-            for j in range(out.shape[0]):
-                out[j] = b[j]
-            zi = nzi[zoff[l]:zoff[l + 1]].reshape((m, sizes[l]))
-            zv = nzv[zoff[l]:zoff[l + 1]].reshape((m, sizes[l]))
-            _accumulate_rows(out, Ws[l], zi[r], zv[r], nzc[l, r])
+            out = _row(act, aoff, l, sizes[l + 1], r)
+            out[:] = P[boff[l]:woff[l + 1]]
+            _accumulate_rows(out, P, woff[l], sizes[l + 1], _row(nzi, zoff, l, sizes[l] + PAD, r),
+                             _row(nzv, zoff, l, sizes[l] + PAD, r), nzc[l, r])
             if l < L - 1:
-                zi = nzi[zoff[l + 1]:zoff[l + 2]].reshape((m, sizes[l + 1]))
-                zv = nzv[zoff[l + 1]:zoff[l + 2]].reshape((m, sizes[l + 1]))
-                nzc[l + 1, r] = _relu_gather(out, zi[r], zv[r])
-        logits = act[aoff[L - 1]:aoff[L]].reshape((m, K))[r]
-        tlogp += _softmax_xent_row(logits, y[row], logp, dlogits[r], t_off, t_on, dt(n))
+                nzc[l + 1, r] = _relu_gather(out, _row(nzi, zoff, l + 1, sizes[l + 1] + PAD, r),
+                                             _row(nzv, zoff, l + 1, sizes[l + 1] + PAD, r))
+        logits = _row(act, aoff, L - 1, K, r)
+        tlogp += _softmax_xent_row(logits, y[row], logp, dlogits[r], t_off, t_on, dt(n_batch))
         correct += _argmax(logits) == y[row]
 
-    # backward: delta holds dL/d(output of layer l), row-major (m, o_l)
+    # backward; delta[q] holds dL/d(output of layer l): (n, o_l)
     q = 0
     for l in range(L - 1, -1, -1):
         i, o = sizes[l], sizes[l + 1]
-        dY = delta[q, :m * o].reshape((m, o))
-        zi = nzi[zoff[l]:zoff[l + 1]].reshape((m, i))
-        zv = nzv[zoff[l]:zoff[l + 1]].reshape((m, i))
-        _transpose_nonzeros(zi, zv, nzc[l], m, i, start, ri, rv)
+        dY = delta[q, :n * o].reshape((n, o))
+        # dW = A.T @ dY over the nonzeros of A (the layer's input), column by column
+        zi = nzi[zoff[l]:zoff[l + 1]].reshape((n, i + PAD))
+        zv = nzv[zoff[l]:zoff[l + 1]].reshape((n, i + PAD))
+        _transpose_nonzeros(zi, zv, nzc[l], n, i, start, ri, rv)
         _accumulate_columns(grad[woff[l]:boff[l]].reshape((i, o)), start, ri, rv, dY)
         _column_sums(dY, grad[boff[l]:woff[l + 1]])
         if l > 0:
-            WTl = WT[toff[l]:toff[l + 1]].reshape((o, i))
-            _transpose(Ws[l], WTl)
-            A = act[aoff[l - 1]:aoff[l]].reshape((m, i))
-            dX = delta[1 - q, :m * i].reshape((m, i))
-            for r in range(m):
+            # dX = (dY @ W.T) * (A > 0): rows of W.T weighted by dY's nonzeros
+            _transpose(P[woff[l]:boff[l]].reshape((i, o)), WT[toff[l]:toff[l + 1]].reshape((o, i)))
+            A = act[aoff[l - 1]:aoff[l]].reshape((n, i))
+            dX = delta[1 - q, :n * i].reshape((n, i))
+            for r in range(n):
                 dx = dX[r]
-                for k in range(i):
-                    dx[k] = 0
-                c = _gather_nonzeros_branchless(dY[r], idx, val)
-                _accumulate_rows(dx, WTl, idx, val, c)
+                dx[:] = 0
+                _accumulate_rows(dx, WT, toff[l], i, idx, val, _gather_nonzeros(dY[r], idx, val))
                 a = A[r]
                 for k in range(i):   # relu_backward: A == 0 is inactive
                     dx[k] = dx[k] * dt(a[k] > 0)
@@ -580,57 +752,19 @@ def _slice_forward_backward(Ws, bs, X, y, rows, n, t_off, t_on, sizes, act, nzi,
 
 
 @_jit()
-def _slice_bounds(n, s):
-    """Rows [lo, hi) of slice s of a batch of n rows: a fixed cut, independent
-    of the thread count."""
-    return (n * s) // SLICES, (n * (s + 1)) // SLICES
-
-
-@_jit()
-def _scratch(Ws, hmax, dtype_of):
-    """Per-slice scratch for batches of up to SLICES * hmax rows (see layout)."""
-    sizes = _layer_sizes(Ws)
-    L = sizes.shape[0] - 1
-    dt = dtype_of.dtype
-    width = sizes.max()
-    n_params = _param_offsets(sizes)[0][L]
-    n_in = sizes[:L].sum()
-    n_wt = (sizes[:L] * sizes[1:]).sum()
-    act = np.empty((SLICES, hmax * sizes[1:].sum()), dt)
-    nzi = np.empty((SLICES, hmax * n_in), np.int32)
-    nzv = np.empty((SLICES, hmax * n_in), dt)
-    nzc = np.zeros((SLICES, L, hmax), np.int64)
-    grad = np.empty((SLICES, n_params), dt)
-    delta = np.empty((SLICES, 2, hmax * width), dt)
-    WT = np.empty((SLICES, n_wt), dt)
-    start = np.empty((SLICES, width + 1), np.int64)
-    ri = np.empty((SLICES, hmax * width), np.int32)
-    rv = np.empty((SLICES, hmax * width), dt)
-    idx = np.empty((SLICES, width), np.int32)
-    val = np.empty((SLICES, width), dt)
-    logp = np.empty((SLICES, sizes[L]), dt)
-    return sizes, act, nzi, nzv, nzc, grad, delta, WT, start, ri, rv, idx, val, logp
-
-
-@_jit(parallel=True, fastmath=_FMA)
-def _batch_gradient(Ws, bs, X, y, rows, smoothing, sizes, act, nzi, nzv, nzc, grad, delta, WT,
-                    start, ri, rv, idx, val, logp, tlogp, correct):
-    """One batch X[rows] on SLICES slices in parallel: grad[s] is slice s's
-    gradient, tlogp[s] and correct[s] its loss terms and right answers."""
-    n = rows.shape[0]
-    t_off, t_on = _smoothed_targets(smoothing, sizes[sizes.shape[0] - 1], X)
-    for s in prange(SLICES):
-        lo, hi = _slice_bounds(n, s)
-        tl, c = _slice_forward_backward(
-            Ws, bs, X, y, rows[lo:hi], n, t_off, t_on, sizes, act[s], nzi[s], nzv[s], nzc[s],
-            grad[s], delta[s], WT[s], start[s], ri[s], rv[s], idx[s], val[s], logp[s])
-        tlogp[s] = tl
-        correct[s] = c
+def _slice_gradient(P, sizes, X, y, rows, t_off, t_on, scratch, s, tlogp, correct):
+    """Slice s of the batch X[rows]: its gradient into grad[s], its loss terms
+    and right answers into tlogp[s], correct[s]."""
+    act, nzi, nzv, nzc, grad, delta, WT, start, ri, rv, idx, val, logp = scratch
+    lo, hi = _slice_rows(rows.shape[0], s)
+    tlogp[s], correct[s] = _batch_forward_backward(
+        P, sizes, X, y, rows[lo:hi], rows.shape[0], t_off, t_on, act[s], nzi[s], nzv[s],
+        nzc[s], grad[s], delta[s], WT[s], start[s], ri[s], rv[s], idx[s], val[s], logp[s])
 
 
 @_jit()
 def _reduce_slices(grad, lo, hi):
-    """grad[0, lo:hi] += grad[1, lo:hi] + ... in slice order."""
+    """grad[0, lo:hi] += grad[1, lo:hi] + ... in slice order (a fixed order)."""
     total = grad[0, lo:hi]
     for s in range(1, grad.shape[0]):
         part = grad[s, lo:hi]
@@ -651,73 +785,104 @@ def _update_span(p, g, s1, s2, lo, hi, kind, lr, momentum, nesterov, beta1, beta
         _adam_span(p, g, s1, s2, lo, hi, lr, beta1, beta2, eps, weight_decay, step, kind == 3)
 
 
-@_jit(parallel=True)
-def _reduce_and_update(Ws, bs, S1W, S1b, S2W, S2b, grad, sizes, kind, lr, momentum, nesterov,
-                       beta1, beta2, eps, weight_decay, step):
-    """Sum the slices' gradients and update every parameter, each tensor cut
-    in SLICES fixed element ranges (elementwise, so the cut changes nothing).
-    Weight decay on W only."""
-    L = len(Ws)
+@_jit()
+def _slice_update(P, S1, S2, grad, sizes, s, hyper, step):
+    """Part s (a fixed element range) of every tensor: add up the slices'
+    gradients there, then update. Weight decay on W only.
+    hyper: (kind, lr, momentum, nesterov, beta1, beta2, eps, weight_decay)."""
+    kind, lr, momentum, nesterov, beta1, beta2, eps, weight_decay = hyper
     woff, boff = _param_offsets(sizes)
+    for l in range(sizes.shape[0] - 1):
+        for first, end, wd in ((woff[l], boff[l], weight_decay), (boff[l], woff[l + 1], 0.0)):
+            lo, hi = _slice_rows(end - first, s)
+            _reduce_slices(grad, first + lo, first + hi)
+            _update_span(P, grad[0], S1, S2, first + lo, first + hi, kind, lr, momentum,
+                         nesterov, beta1, beta2, eps, wd, step)
+
+
+@_jit(parallel=True)
+def _on_slices(phase, P, S1, S2, sizes, X, y, rows, t_off, t_on, scratch, tlogp, correct,
+               hyper, step):
+    """Run the SLICES parts of one phase of a step on up to SLICES threads (the
+    current numba.get_num_threads(); with one they run in turn, to the same
+    bits). phase 0: the slices' gradients of the batch X[rows]; phase 1: the
+    update (one parallel function for both: each costs seconds to compile)."""
     for s in prange(SLICES):
-        for l in range(L):
-            size = sizes[l] * sizes[l + 1]
-            lo, hi = _slice_bounds(size, s)
-            _reduce_slices(grad, woff[l] + lo, woff[l] + hi)
-            _update_span(Ws[l].reshape(-1), grad[0, woff[l]:boff[l]], S1W[l].reshape(-1),
-                         S2W[l].reshape(-1), lo, hi, kind, lr, momentum, nesterov, beta1, beta2,
-                         eps, weight_decay, step)
-            lo, hi = _slice_bounds(sizes[l + 1], s)
-            _reduce_slices(grad, boff[l] + lo, boff[l] + hi)
-            _update_span(bs[l], grad[0, boff[l]:woff[l + 1]], S1b[l], S2b[l], lo, hi, kind, lr,
-                         momentum, nesterov, beta1, beta2, eps, 0.0, step)
+        if phase == 0:
+            _slice_gradient(P, sizes, X, y, rows, t_off, t_on, scratch, s, tlogp, correct)
+        else:
+            _slice_update(P, S1, S2, scratch[4], sizes, s, hyper, step)
 
 
-@_jit(fastmath=_FMA)
-def _train_chunk(Ws, bs, S1W, S1b, S2W, S2b, X, y, order, batch_size, first, stop, lrs, kind,
-                 momentum, nesterov, beta1, beta2, eps, weight_decay, step0, smoothing):
-    """Batches first..stop-1: batch j is X[order[j*batch_size:(j+1)*batch_size]].
-    Returns (loss_sum over rows, float64; rows right)."""
+@_jit()
+def _forward_backward(P, sizes, X, y, rows, smoothing):
+    """forward_backward on X[rows]: returns (tlogp, correct, flat gradient)."""
+    scratch = _scratch(sizes, rows.shape[0], X)
+    t_off, t_on = _smoothed_targets(smoothing, sizes[sizes.shape[0] - 1], X)
+    tlogp = np.zeros(SLICES)
+    correct = np.zeros(SLICES, np.int64)
+    hyper = (sizes[0] * 0, 0.0, 0.0, False, 0.0, 0.0, 0.0, 0.0)   # unused by phase 0
+    for phase in range(1):  # a variable, not a literal: one _on_slices for every caller
+        _on_slices(phase, P, P, P, sizes, X, y, rows, t_off, t_on, scratch, tlogp, correct,
+                   hyper, sizes[0] * 0)
+    grad = scratch[4]
+    _reduce_slices(grad, 0, grad.shape[1])
+    return tlogp.sum(), correct.sum(), grad[0]
+
+
+@_jit()
+def _train_chunk(P, S1, S2, sizes, X, y, order, batch_size, first, stop, lrs, kind, momentum,
+                 nesterov, beta1, beta2, eps, weight_decay, step0, smoothing):
+    """Batches first..stop-1: batch j is X[order[j*batch_size:(j+1)*batch_size]],
+    then the update with lrs[j - first], as update number step0 + j - first + 1.
+    P, S1, S2 written. Returns (loss_sum over rows, float64; rows right)."""
     N = order.shape[0]
-    hmax = (min(batch_size, N) + SLICES - 1) // SLICES
-    (sizes, act, nzi, nzv, nzc, grad, delta, WT, start, ri, rv, idx, val,
-     logp) = _scratch(Ws, hmax, X)
+    scratch = _scratch(sizes, min(batch_size, N), X)
+    t_off, t_on = _smoothed_targets(smoothing, sizes[sizes.shape[0] - 1], X)
     tlogp = np.zeros(SLICES)
     correct = np.zeros(SLICES, np.int64)
     loss_sum = 0.0
     right = 0
     for j in range(first, stop):
         rows = order[j * batch_size:min((j + 1) * batch_size, N)]
-        _batch_gradient(Ws, bs, X, y, rows, smoothing, sizes, act, nzi, nzv, nzc, grad, delta,
-                        WT, start, ri, rv, idx, val, logp, tlogp, correct)
+        hyper = (kind, lrs[j - first], momentum, nesterov, beta1, beta2, eps, weight_decay)
+        for phase in range(2):  # the gradient, then the update
+            _on_slices(phase, P, S1, S2, sizes, X, y, rows, t_off, t_on, scratch, tlogp,
+                       correct, hyper, step0 + j - first + 1)
         for s in range(SLICES):
             loss_sum -= tlogp[s]
             right += correct[s]
-        _reduce_and_update(Ws, bs, S1W, S1b, S2W, S2b, grad, sizes, kind, lrs[j - first],
-                           momentum, nesterov, beta1, beta2, eps, weight_decay,
-                           step0 + j - first + 1)
     return loss_sum, right
 
 
-@_jit(fastmath=_FMA)
-def _forward_block(Ws, bs, X, probs, lo, hi):
-    """probs[r] = softmax of the network at X[r] for lo <= r < hi, row by row
-    (the reference's softmax: exp(z - max z) / sum)."""
+@_jit()
+def _layer_sizes(Ws):
+    """sizes: (L+1,) int64, the widths (i_0, o_0, o_1, ..., o_{L-1})."""
+    L = len(Ws)
+    sizes = np.empty(L + 1, np.int64)
+    sizes[0] = Ws[0].shape[0]
+    for l in range(L):
+        sizes[l + 1] = Ws[l].shape[1]
+    return sizes
+
+
+@_jit()
+def _forward_rows(Ws, bs, X, probs, lo, hi):
+    """probs[r] = softmax of the network at X[r] for lo <= r < hi, row by row,
+    with the reference's softmax: exp(z - max z) / sum."""
     sizes = _layer_sizes(Ws)
     L = sizes.shape[0] - 1
     aoff = _offsets(sizes[1:], 1)
     width = sizes.max()
     act = np.empty(aoff[L], X.dtype)
-    idx = np.empty(width, np.int32)
-    val = np.empty(width, X.dtype)
+    idx = np.empty(width + PAD, np.int32)
+    val = np.empty(width + PAD, X.dtype)
     for r in range(lo, hi):
         c = _gather_nonzeros(X[r], idx, val)
         for l in range(L):
             out = act[aoff[l]:aoff[l + 1]]
-            b = bs[l]
-            for j in range(out.shape[0]):
-                out[j] = b[j]
-            _accumulate_rows(out, Ws[l], idx, val, c)
+            out[:] = bs[l]
+            _accumulate_rows(out, Ws[l], 0, 0, idx, val, c)
             if l < L - 1:
                 c = _relu_gather(out, idx, val)
         z = act[aoff[L - 1]:aoff[L]]
@@ -726,21 +891,21 @@ def _forward_block(Ws, bs, X, probs, lo, hi):
         for k in range(1, z.shape[0]):
             if z[k] > zmax or z[k] != z[k]:
                 zmax = z[k]
-        s = X.dtype.type(0)
+        total = X.dtype.type(0)
         for k in range(z.shape[0]):
             p[k] = np.exp(z[k] - zmax)
-            s += p[k]
+            total += p[k]
         for k in range(z.shape[0]):
-            p[k] = p[k] / s
+            p[k] = p[k] / total
 
 
-@_jit(parallel=True, fastmath=_FMA)
+@_jit(parallel=True)
 def _forward_parallel(Ws, bs, X, probs):
-    """_forward_block over blocks of _ROW_BLOCK rows on all threads."""
+    """_forward_rows on blocks of _ROW_BLOCK rows, on all threads. Each row is
+    computed alone, so the results do not depend on who computes which block."""
     n = X.shape[0]
-    blocks = (n + _ROW_BLOCK - 1) // _ROW_BLOCK
-    for blk in prange(blocks):
-        _forward_block(Ws, bs, X, probs, blk * _ROW_BLOCK, min((blk + 1) * _ROW_BLOCK, n))
+    for block in prange((n + _ROW_BLOCK - 1) // _ROW_BLOCK):
+        _forward_rows(Ws, bs, X, probs, block * _ROW_BLOCK, min((block + 1) * _ROW_BLOCK, n))
 
 
 def forward(W, b, X):
@@ -748,10 +913,13 @@ def forward(W, b, X):
     Ws, bs = _params(W, b)
     X = _readonly(X, Ws[0].dtype)
     probs = np.empty((X.shape[0], Ws[-1].shape[1]), X.dtype)
-    if X.shape[0] >= _PARALLEL_ROWS:
-        _forward_parallel(Ws, bs, X, probs)
+    if X.shape[0] >= _PARALLEL_ROWS and numba.get_num_threads() > 1:
+        # Blocks handed out one at a time: a thread that gets no CPU (another
+        # process busy on that core) leaves its share to the others.
+        with numba.parallel_chunksize(1):
+            _forward_parallel(Ws, bs, X, probs)
     else:
-        _forward_block(Ws, bs, X, probs, 0, X.shape[0])
+        _forward_rows(Ws, bs, X, probs, 0, X.shape[0])
     return probs
 
 
@@ -763,23 +931,16 @@ def forward_backward(W, b, X, y, dW, db, smoothing=0.0):
                    delta = (delta @ W[l].T) * (A[l] > 0)
     X: (n, i_0)  y: (n,) int64. dW, db written. Returns (loss, correct)."""
     Ws, bs = _params(W, b)
+    dWs, dbs = _params(dW, db)
     X = _readonly(X, Ws[0].dtype)
     y = _int64(y)
     _check_labels(y, Ws[-1].shape[1])
     n = X.shape[0]
-    hmax = (n + SLICES - 1) // SLICES
-    sizes, *scratch = _scratch(Ws, hmax, X)
-    tlogp, correct = np.zeros(SLICES), np.zeros(SLICES, np.int64)
-    _batch_gradient(Ws, bs, X, y, _readonly(np.arange(n), np.int64), float(smoothing), sizes,
-                    *scratch, tlogp, correct)
-    grad = scratch[4]
-    _reduce_slices(grad, 0, grad.shape[1])
-    offset = 0
-    for gw, gb in zip(dW, db):
-        for g in (gw, gb):
-            _flat(g, written=True)[:] = grad[0, offset:offset + g.size]
-            offset += g.size
-    return -float(tlogp.sum()) / n, int(correct.sum())
+    with _threads(1):  # one batch: not worth two threads' synchronisation
+        tlogp, correct, grad = _forward_backward(_pack(Ws, bs), _sizes(Ws), X, y,
+                                                 _int64(np.arange(n)), float(smoothing))
+    _unpack(grad, dWs, dbs)
+    return -float(tlogp) / n, int(correct)
 
 
 def optimizer_step(W, b, dW, db, state, lr, opt):
@@ -802,7 +963,8 @@ def train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
                   smoothing=0.0):
     """Train on batches first..stop-1 of the epoch whose row order is ``order``.
     Returns (loss_sum, correct): loss summed per row, rows classified right.
-    The whole chunk runs in one compiled call that releases the GIL."""
+    The chunk runs in compiled calls that release the GIL; W, b and the
+    optimizer slots are packed into flat vectors for it and written back after."""
     Ws, bs = _params(W, b)
     X = _readonly(X, Ws[0].dtype)
     y = _int64(y)
@@ -814,17 +976,82 @@ def train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
     if lrs.shape[0] < stop - first:
         raise ValueError(f"lrs has {lrs.shape[0]} entries for {stop - first} batches")
     used = order[first * batch_size:stop * batch_size]
-    if used.size and (used.min() < 0 or used.max() >= len(X) or len(y) != len(X)):
+    if len(y) != len(X) or (used.size and (used.min() < 0 or used.max() >= len(X))):
         raise IndexError("order refers to rows outside X, y")
     _check_labels(y, Ws[-1].shape[1])
     S1W, S1b, S2W, S2b = _slots(state, opt, W, b)
-    loss_sum, correct = _train_chunk(
-        Ws, bs, S1W, S1b, S2W, S2b, X, y, order, batch_size, first, stop, lrs,
-        _OPTIMIZERS[opt.name], float(opt.momentum), bool(opt.nesterov), float(opt.beta1),
-        float(opt.beta2), float(opt.eps), float(opt.weight_decay), int(state.step),
-        float(smoothing))
+    P = _pack(Ws, bs)
+    S1 = _pack(S1W, S1b) if opt.name != "sgd" else P
+    S2 = _pack(S2W, S2b) if opt.name in ("adam", "adamw") else P
+    sizes = _sizes(Ws)
+    hyper = (_OPTIMIZERS[opt.name], float(opt.momentum), bool(opt.nesterov), float(opt.beta1),
+             float(opt.beta2), float(opt.eps), float(opt.weight_decay))
+    loss_sum, correct = 0.0, 0
+    for lo, hi, threads in _THREADS.plan(first, stop):
+        start = time.perf_counter()
+        with _threads(SLICES if threads else 1):
+            part_loss, part_correct = _train_chunk(
+                P, S1, S2, sizes, X, y, order, batch_size, lo, hi, lrs[lo - first:], *hyper,
+                int(state.step) + lo - first, float(smoothing))
+        _THREADS.record(threads, (time.perf_counter() - start) / (hi - lo))
+        loss_sum += part_loss
+        correct += part_correct
+    _unpack(P, Ws, bs)
+    if S1 is not P:
+        _unpack(S1, S1W, S1b)
+    if S2 is not P:
+        _unpack(S2, S2W, S2b)
     state.step += stop - first
     return float(loss_sum), int(correct)
+
+
+@contextlib.contextmanager
+def _threads(n):
+    """Parallel regions started by this thread use at most n threads."""
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+class _ThreadPolicy:
+    """Whether train_batches runs a batch's slices on SLICES threads or one.
+    The results are the same bits either way; only the speed differs, and
+    not always in favour of threads: two threads synchronise twice per batch,
+    and when another process holds the other core each synchronisation waits
+    for a scheduler time slice (measured: an epoch 3-20x slower than on one
+    thread). So calls are timed, the faster mode is used, and the other one
+    is re-measured on a few batches every PROBE_EVERY calls."""
+
+    PROBE_EVERY = 8
+    PROBE_BATCHES = 4
+
+    def __init__(self):
+        self.seconds_per_batch = {True: None, False: None}
+        self.calls = 0
+
+    def preferred(self):
+        if numba.get_num_threads() < 2:
+            return False
+        threaded, single = self.seconds_per_batch[True], self.seconds_per_batch[False]
+        return threaded is None or single is None or threaded < single
+
+    def plan(self, first, stop):
+        """[(lo, hi, threads)] covering batches first..stop-1."""
+        best = self.preferred()
+        self.calls += 1
+        if numba.get_num_threads() < 2 or self.calls % self.PROBE_EVERY != 1:
+            return [(first, stop, best)]
+        probe = min(stop, first + self.PROBE_BATCHES)
+        return [(first, probe, not best)] + ([(probe, stop, best)] if probe < stop else [])
+
+    def record(self, threads, seconds_per_batch):
+        self.seconds_per_batch[threads] = seconds_per_batch
+
+
+_THREADS = _ThreadPolicy()
 
 
 # ------------------------------------------------------ argument plumbing
@@ -869,6 +1096,25 @@ def _params(W, b):
         if bias.shape != (w.shape[1],) or (l + 1 < len(W) and W[l + 1].shape[0] != w.shape[1]):
             raise ValueError("numba backend: layer shapes do not chain")
     return W, b
+
+
+def _sizes(Ws):
+    """(L+1,) int64: the layer widths (i_0, o_0, ..., o_{L-1})."""
+    return np.array([Ws[0].shape[0]] + [w.shape[1] for w in Ws], np.int64)
+
+
+def _pack(Ws, bs):
+    """One flat vector W[0], b[0], W[1], b[1], ... (the layout of P)."""
+    return np.concatenate([a.reshape(-1) for pair in zip(Ws, bs) for a in pair])
+
+
+def _unpack(flat, Ws, bs):
+    """Copy a flat vector laid out like P back into the arrays Ws, bs."""
+    offset = 0
+    for pair in zip(Ws, bs):
+        for a in pair:
+            a.reshape(-1)[:] = flat[offset:offset + a.size]
+            offset += a.size
 
 
 def _check_labels(y, K):

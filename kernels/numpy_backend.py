@@ -7,6 +7,8 @@ Shapes: n rows per batch, i/o a layer's input/output width, K = 10 classes.
 
 import numpy as np
 
+from .augment_numpy import augment  # noqa: F401  (the augment op: kernels/augment_numpy.py)
+
 name = "numpy"
 
 

@@ -1,0 +1,506 @@
+"""The compiled backends cross-checked against the NumPy reference, op by op
+and end to end, in float32 and float64.
+
+Tolerances, as the relative error max|a - r| / max|r| over a tensor (measured
+against the tensor's largest entry: entries that are almost zero, like dead
+ReLUs or always-blank pixels, make an entry-wise ratio meaningless):
+- float64: 1e-12. Both backends compute the same sums; only the summation
+  order differs (a sparse, sequential chain of fused multiply-adds against
+  BLAS blocking), which moves a sum of ~800 terms by a few ulps of its
+  largest terms, ~1e-15 relative.
+- float32: 1e-5. The same argument with eps = 1.2e-7: a few hundred terms
+  in different orders drift by ~sqrt(n) to n ulps, ~1e-6, so 1e-5 leaves
+  an order of magnitude of margin without hiding a wrong formula (which is
+  off by O(1)).
+- The optimizer updates are elementwise with no sums: the compiled kernels do
+  the reference's operations in the reference's order and rounding, so they
+  must agree bit for bit.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from fastmlp.kernels import contract, get_backend
+from fastmlp.model import MLP
+from fastmlp.optim import OptimizerConfig, init_state
+
+pytest.importorskip("numba")
+
+REFERENCE = get_backend("numpy")
+CANDIDATES = ["numba"]
+DTYPES = ["float32", "float64"]
+TOL = {"float32": 1e-5, "float64": 1e-12}
+
+OPTIMIZERS = {
+    "sgd": OptimizerConfig("sgd", weight_decay=1e-3),
+    "momentum": OptimizerConfig("momentum", momentum=0.9),
+    "nesterov": OptimizerConfig("momentum", momentum=0.9, nesterov=True, weight_decay=1e-3),
+    "adam": OptimizerConfig("adam", weight_decay=1e-3),
+    "adamw": OptimizerConfig("adamw", weight_decay=0.05),
+}
+
+
+@pytest.fixture(params=CANDIDATES)
+def fast(request):
+    return get_backend(request.param)
+
+
+@pytest.fixture(params=DTYPES)
+def dtype(request):
+    return np.dtype(request.param)
+
+
+def rel_error(actual, expected):
+    """max |actual - expected| / max |expected| (absolute if expected is all 0)."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape
+    if expected.size == 0:
+        return 0.0
+    scale = np.max(np.abs(expected))
+    err = np.max(np.abs(actual - expected))
+    return err / scale if scale > 0 else err
+
+
+def assert_close(actual, expected, dtype, tol=None):
+    err = rel_error(actual, expected)
+    assert err <= (tol or TOL[np.dtype(dtype).name]), f"relative error {err:.3e}"
+
+
+def sparse_images(rng, n, width=784, dtype=np.float32, density=0.19, zero_rows=()):
+    """Rows like MNIST: ~81% exact zeros, the rest in (0, 1]; chosen rows all zero."""
+    X = rng.random((n, width)) * (rng.random((n, width)) < density)
+    X[list(zero_rows)] = 0
+    return X.astype(dtype)
+
+
+NETS = {  # name -> (hidden, n_inputs)
+    "784-128-64-10": ((128, 64), 784),
+    "784-37-13-10": ((37, 13), 784),
+    "784-32-10": ((32,), 784),
+}
+
+
+# ------------------------------------------------------------------ contract
+
+def test_numba_backend_implements_the_whole_contract(fast):
+    assert contract.missing_ops(fast) == []
+    assert fast.name == "numba"
+
+
+# ------------------------------------------------------------- layer ops
+
+@pytest.mark.parametrize("n, i, o", [(1, 784, 128), (37, 784, 37), (129, 128, 64), (5, 13, 10)])
+@pytest.mark.parametrize("relu", [False, True])
+def test_linear_forward(fast, dtype, n, i, o, relu):
+    rng = np.random.default_rng(n + i + o)
+    X = sparse_images(rng, n, i, dtype, zero_rows=[0])
+    W = rng.standard_normal((i, o)).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype)
+    b[: o // 3] = 0  # a zero row of X gives exactly b: relu(0) == 0 in both
+    expected = REFERENCE.linear_forward(X, W, b, np.empty((n, o), dtype), relu)
+    out = np.full((n, o), np.nan, dtype)
+    assert fast.linear_forward(X, W, b, out, relu) is out
+    assert_close(out, expected, dtype)
+    if relu:
+        np.testing.assert_array_equal(out == 0, expected == 0)
+
+
+@pytest.mark.parametrize("n", [1, 37])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_softmax_cross_entropy(fast, dtype, n, smoothing):
+    rng = np.random.default_rng(n)
+    logits = (rng.standard_normal((n, 10)) * 3).astype(dtype)
+    y = rng.integers(0, 10, n)
+    expected = [np.empty_like(logits), np.empty_like(logits)]
+    loss_ref = REFERENCE.softmax_cross_entropy(logits, y, *expected, smoothing)
+    probs, dlogits = np.empty_like(logits), np.empty_like(logits)
+    loss = fast.softmax_cross_entropy(logits, y, probs, dlogits, smoothing)
+    assert isinstance(loss, float)
+    assert loss == pytest.approx(loss_ref, rel=TOL[dtype.name])
+    assert_close(probs, expected[0], dtype)
+    assert_close(dlogits, expected[1], dtype)
+
+
+def test_softmax_is_stable_for_huge_logits(fast, dtype):
+    # exp(1e4) overflows both dtypes: only the max shift keeps this finite.
+    logits = np.array([[1e4, -1e4, 0.0, 0, 0, 0, 0, 0, 0, 0],
+                       [-1e4] * 10,
+                       [1e4] * 5 + [-1e4] * 5], dtype)
+    y = np.array([0, 2, 9])
+    probs, dlogits = np.empty_like(logits), np.empty_like(logits)
+    loss = fast.softmax_cross_entropy(logits, y, probs, dlogits, 0.1)
+    assert np.isfinite(loss) and np.isfinite(probs).all() and np.isfinite(dlogits).all()
+    expected = [np.empty_like(logits), np.empty_like(logits)]
+    assert loss == pytest.approx(REFERENCE.softmax_cross_entropy(logits, y, *expected, 0.1),
+                                 rel=TOL[dtype.name])
+    assert_close(probs, expected[0], dtype)
+    assert_close(dlogits, expected[1], dtype)
+    # forward's own softmax, on logits of order 1e4 from an overscaled last layer
+    model = MLP.init(seed=0, dtype=dtype.name)
+    model.W[-1] *= 1e4
+    X = sparse_images(np.random.default_rng(0), 5, 784, dtype)
+    probs = fast.forward(model.W, model.b, X)
+    # (logits this large carry absolute errors ~1e4 * eps: compare the
+    # decision and the normalisation, not the probabilities digit by digit)
+    assert np.isfinite(probs).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_array_equal(probs.argmax(axis=1),
+                                  REFERENCE.forward(model.W, model.b, X).argmax(axis=1))
+
+
+def test_relu_backward_treats_zero_as_inactive(fast, dtype):
+    rng = np.random.default_rng(0)
+    A = np.maximum(rng.standard_normal((37, 13)), 0).astype(dtype)  # half exactly 0
+    A[0, :3] = [0.0, -0.0, 1e-30]
+    dA = rng.standard_normal((37, 13)).astype(dtype)
+    expected = REFERENCE.relu_backward(dA, A, np.empty_like(dA))
+    dZ = np.empty_like(dA)
+    assert fast.relu_backward(dA, A, dZ) is dZ
+    np.testing.assert_array_equal(dZ, expected)  # a product by 0 or 1: exact
+    assert dZ[0, 0] == 0 and dZ[0, 1] == 0 and dZ[0, 2] == dA[0, 2]
+    in_place = dA.copy()
+    fast.relu_backward(in_place, A, in_place)  # dZ may be dA itself
+    np.testing.assert_array_equal(in_place, expected)
+
+
+@pytest.mark.parametrize("n, i, o", [(1, 784, 128), (37, 784, 37), (129, 128, 64), (37, 13, 10)])
+def test_linear_backward(fast, dtype, n, i, o):
+    rng = np.random.default_rng(n * i + o)
+    X = sparse_images(rng, n, i, dtype, zero_rows=[n - 1])
+    W = rng.standard_normal((i, o)).astype(dtype)
+    dY = rng.standard_normal((n, o)).astype(dtype)
+    expected = [np.empty((i, o), dtype), np.empty(o, dtype), np.empty((n, i), dtype)]
+    REFERENCE.linear_backward(X, W, dY, *expected)
+    dW, db, dX = np.empty((i, o), dtype), np.empty(o, dtype), np.empty((n, i), dtype)
+    fast.linear_backward(X, W, dY, dW, db, dX)
+    for got, want in zip((dW, db, dX), expected):
+        assert_close(got, want, dtype)
+    dW[:] = np.nan
+    fast.linear_backward(X, W, dY, dW, db, None)  # first layer: no input gradient
+    assert_close(dW, expected[0], dtype)
+
+
+# --------------------------------------------------------- optimizer ops
+
+def _params_and_grads(rng, dtype):
+    shapes = [(784, 37), (37,), (13, 10)]
+    return ([rng.standard_normal(s).astype(dtype) for s in shapes],
+            [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(4)])
+
+
+def test_sgd_and_momentum_updates_match_bit_for_bit(fast, dtype):
+    rng = np.random.default_rng(1)
+    params, grads = _params_and_grads(rng, dtype)
+    for nesterov in (False, True):
+        p_ref, p_fast = [p.copy() for p in params], [p.copy() for p in params]
+        v_ref, v_fast = [np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params]
+        for step_grads in grads:
+            for k, g in enumerate(step_grads):
+                REFERENCE.sgd_update(p_ref[k], g, 0.1, 1e-3)
+                fast.sgd_update(p_fast[k], g, 0.1, 1e-3)
+                REFERENCE.momentum_update(p_ref[k], g, v_ref[k], 0.05, 0.9, nesterov, 1e-3)
+                fast.momentum_update(p_fast[k], g, v_fast[k], 0.05, 0.9, nesterov, 1e-3)
+        for a, b in zip(p_fast + v_fast, p_ref + v_ref):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_adam_update_matches_bit_for_bit(fast, dtype, decoupled):
+    rng = np.random.default_rng(2)
+    params, grads = _params_and_grads(rng, dtype)
+    state = {name: ([p.copy() for p in params], [np.zeros_like(p) for p in params],
+                    [np.zeros_like(p) for p in params]) for name in ("ref", "fast")}
+    for step, step_grads in enumerate(grads, start=1):
+        for name, backend in (("ref", REFERENCE), ("fast", fast)):
+            p, m, v = state[name]
+            for k, g in enumerate(step_grads):
+                backend.adam_update(p[k], g, m[k], v[k], 1e-2, 0.9, 0.999, 1e-8, 0.01, step,
+                                    decoupled)
+    for a, b in zip(sum(state["fast"], []), sum(state["ref"], [])):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
+def test_optimizer_step_matches_bit_for_bit(fast, dtype, opt_name):
+    opt = OPTIMIZERS[opt_name]
+    rng = np.random.default_rng(3)
+    models = [MLP.init((37, 13), seed=3, dtype=dtype.name) for _ in range(2)]
+    states = [init_state(opt, m.W, m.b) for m in models]
+    for _ in range(3):
+        dW = [rng.standard_normal(w.shape).astype(dtype) for w in models[0].W]
+        db = [rng.standard_normal(b.shape).astype(dtype) for b in models[0].b]
+        REFERENCE.optimizer_step(models[0].W, models[0].b, dW, db, states[0], 0.01, opt)
+        fast.optimizer_step(models[1].W, models[1].b, dW, db, states[1], 0.01, opt)
+    assert states[1].step == states[0].step == 3
+    for a, b in zip(models[1].W + models[1].b, models[0].W + models[0].b):
+        np.testing.assert_array_equal(a, b)
+    for key in states[0].slots:
+        for a, b in zip(states[1].slots[key], states[0].slots[key]):
+            np.testing.assert_array_equal(a, b)
+
+
+# ----------------------------------------------------------- whole network
+
+@pytest.mark.parametrize("net, n", [(net, n) for net in NETS for n in (1, 37)]
+                         + [("784-128-64-10", 300)])  # 300 rows: the multi-threaded path
+def test_forward(fast, dtype, net, n):
+    hidden, n_inputs = NETS[net]
+    model = MLP.init(hidden, seed=4, dtype=dtype.name, n_inputs=n_inputs)
+    X = sparse_images(np.random.default_rng(n), n, n_inputs, dtype, zero_rows=[0])
+    probs = fast.forward(model.W, model.b, X)
+    assert probs.shape == (n, 10) and probs.dtype == dtype
+    assert_close(probs, REFERENCE.forward(model.W, model.b, X), dtype)
+    # rows are independent: any split into calls (and threads) gives the same bits
+    np.testing.assert_array_equal(
+        probs, np.concatenate([fast.forward(model.W, model.b, X[k:k + 7]) for k in range(0, n, 7)]))
+
+
+@pytest.mark.parametrize("net", list(NETS))
+@pytest.mark.parametrize("n", [1, 37, 129])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_forward_backward(fast, dtype, net, n, smoothing):
+    hidden, n_inputs = NETS[net]
+    model = MLP.init(hidden, seed=5, dtype=dtype.name, n_inputs=n_inputs)
+    rng = np.random.default_rng(n)
+    X = sparse_images(rng, n, n_inputs, dtype, zero_rows=[n // 2])
+    y = rng.integers(0, 10, n)
+    grads = {}
+    for name, backend in (("ref", REFERENCE), ("fast", fast)):
+        dW = [np.full_like(w, np.nan) for w in model.W]
+        db = [np.full_like(b, np.nan) for b in model.b]
+        loss, correct = backend.forward_backward(model.W, model.b, X, y, dW, db, smoothing)
+        grads[name] = (loss, correct, dW + db)
+    loss, correct, g = grads["fast"]
+    assert isinstance(loss, float) and isinstance(correct, int)
+    assert loss == pytest.approx(grads["ref"][0], rel=TOL[dtype.name])
+    assert correct == grads["ref"][1]
+    for got, want in zip(g, grads["ref"][2]):
+        assert_close(got, want, dtype)
+
+
+def _fd_check(fast, model, X, y, entries_per_tensor, rng, smoothing=0.0, h=1e-6):
+    """Max relative error of fast.forward_backward's gradient against central
+    differences of its own loss, over a random subset of every tensor.
+    Biases are made nonzero first: with b = 0 a zero input row puts every
+    unit exactly on the ReLU kink, where central differences average the
+    two one-sided slopes and no gradient formula can match them."""
+    for b in model.b:
+        b[:] = rng.uniform(0.05, 0.2, b.shape) * rng.choice([-1, 1], b.shape)
+    dW = [np.empty_like(w) for w in model.W]
+    db = [np.empty_like(b) for b in model.b]
+    fast.forward_backward(model.W, model.b, X, y, dW, db, smoothing)
+    worst = 0.0
+    for param, grad in zip(model.W + model.b, dW + db):
+        flat, g = param.reshape(-1), grad.reshape(-1)
+        picks = (np.arange(flat.size) if flat.size <= entries_per_tensor
+                 else rng.choice(flat.size, entries_per_tensor, replace=False))
+        numeric = np.empty(len(picks))
+        for k, i in enumerate(picks):
+            saved = flat[i]
+            flat[i] = saved + h
+            up = fast.forward_backward(model.W, model.b, X, y, dW, db, smoothing)[0]
+            flat[i] = saved - h
+            down = fast.forward_backward(model.W, model.b, X, y, dW, db, smoothing)[0]
+            flat[i] = saved
+            numeric[k] = (up - down) / (2 * h)
+        # gradients were overwritten by the probes: recompute the analytic ones
+        fast.forward_backward(model.W, model.b, X, y, dW, db, smoothing)
+        worst = max(worst, rel_error(g[picks], numeric))
+    return worst
+
+
+# float64 central differences with h = 1e-6: truncation error O(h^2) ~ 1e-12
+# and rounding error ~ eps * |loss| / h ~ 1e-10, against gradients of order
+# 1e-2..1: relative error ~1e-8 at worst, so 1e-6 passes any correct gradient
+# and fails any wrong formula (off by O(1)).
+FD_TOLERANCE = 1e-6
+
+
+@pytest.mark.parametrize("hidden", [(16, 12), (9,)])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_gradient_matches_finite_differences_small_net(fast, hidden, smoothing):
+    model = MLP.init(hidden, seed=6, dtype="float64", n_inputs=20)
+    rng = np.random.default_rng(6)
+    X = sparse_images(rng, 9, 20, np.float64, density=0.6, zero_rows=[3])
+    y = rng.integers(0, 10, 9)
+    assert _fd_check(fast, model, X, y, 10_000, rng, smoothing) < FD_TOLERANCE
+
+
+def test_gradient_matches_finite_differences_mnist_sized(fast):
+    model = MLP.init((128, 64), seed=7, dtype="float64")
+    rng = np.random.default_rng(7)
+    X = sparse_images(rng, 16, 784, np.float64, zero_rows=[5])
+    y = rng.integers(0, 10, 16)
+    assert _fd_check(fast, model, X, y, 12, rng) < FD_TOLERANCE
+
+
+# ---------------------------------------------------------------- training
+
+def _mnist_subset(n):
+    try:
+        from fastmlp.data import load_dataset
+        data = load_dataset()
+        return data.X_train[:n], data.y_train[:n]
+    except Exception:  # data module unavailable: synthetic sparse digits
+        rng = np.random.default_rng(8)
+        return sparse_images(rng, n), rng.integers(0, 10, n)
+
+
+def _train(backend, opt, X, y, epochs_batches, seed=0, dtype="float32", per_call=None,
+           smoothing=0.0, hidden=(128, 64)):
+    """Train from MLP.init(seed); returns (model, state, per-call losses)."""
+    model = MLP.init(hidden, seed=seed, dtype=dtype)
+    state = init_state(opt, model.W, model.b)
+    X = np.ascontiguousarray(X, dtype=dtype)
+    order = np.random.default_rng(seed).permutation(len(X)).astype(np.int64)
+    lrs = np.full(epochs_batches, 1e-3 if opt.name.startswith("adam") else 0.05)
+    per_call = per_call or epochs_batches
+    losses = []
+    for first in range(0, epochs_batches, per_call):
+        stop = min(first + per_call, epochs_batches)
+        loss_sum, correct = backend.train_batches(model.W, model.b, state, X, y, order, 128,
+                                                  first, stop, lrs[first:stop], opt, smoothing)
+        assert isinstance(loss_sum, float) and isinstance(correct, int)
+        losses.append(loss_sum)
+    return model, state, losses
+
+
+# Per-step loss tolerance for 50 float32 steps. With momentum the two runs
+# stay within ~1e-7 (measured 1.3e-7): each step adds float32 rounding of
+# ~1e-7 and nothing amplifies it. Adam amplifies: a gradient that is a
+# cancelling sum (true value ~0) gets its sign from rounding, and Adam turns
+# any sign into a step of size ~lr, so a few weights diverge by ~lr per step;
+# the loss then drifts by up to ~1e-4 relative by step 50 (measured 1.0e-4).
+# A wrong update rule moves the loss by percents within a few steps.
+TRAJECTORY_RTOL = {"nesterov": 1e-5, "adam": 1e-3}
+
+
+@pytest.mark.parametrize("opt_name", list(TRAJECTORY_RTOL))
+def test_trajectory_matches_reference_for_50_steps(fast, opt_name):
+    """llm.c style: same seed and data order, one batch per call, and the
+    loss of every step compared (float32, label smoothing 0.1)."""
+    X, y = _mnist_subset(6400)
+    opt = OPTIMIZERS[opt_name]
+    _, s_ref, ref = _train(REFERENCE, opt, X, y, 50, per_call=1, smoothing=0.1)
+    _, s_fast, got = _train(fast, opt, X, y, 50, per_call=1, smoothing=0.1)
+    assert s_fast.step == s_ref.step == 50
+    np.testing.assert_allclose(got, ref, rtol=TRAJECTORY_RTOL[opt_name])
+
+
+def test_one_epoch_on_6000_mnist_rows_matches_reference(fast):
+    """47 batches (the last one partial) of AdamW in float32, in chunks of 10:
+    after the epoch every tensor agrees to 1e-3 of its largest magnitude
+    (measured 2e-5 at worst, in W0: float32 rounding compounded over 47 steps,
+    with Adam's sign amplification described above) and the summed loss to
+    1e-4 (measured 2e-9)."""
+    X, y = _mnist_subset(6000)
+    opt = OPTIMIZERS["adamw"]
+    m_ref, s_ref, l_ref = _train(REFERENCE, opt, X, y, 47, per_call=10)
+    m_fast, s_fast, l_fast = _train(fast, opt, X, y, 47, per_call=10)
+    assert s_fast.step == s_ref.step == 47
+    np.testing.assert_allclose(sum(l_fast), sum(l_ref), rtol=1e-4)
+    for got, want in zip(m_fast.W + m_fast.b, m_ref.W + m_ref.b):
+        assert rel_error(got, want) < 1e-3
+
+
+def test_chunking_does_not_change_training(fast):
+    """One call for 12 batches or 12 calls of one: the same bits (each batch
+    is the same computation, and step/lrs are carried exactly)."""
+    X, y = _mnist_subset(2000)
+    opt = OPTIMIZERS["adam"]
+    m_one, _, l_one = _train(fast, opt, X, y, 12, per_call=12)
+    m_many, _, l_many = _train(fast, opt, X, y, 12, per_call=1)
+    assert sum(l_many) == pytest.approx(l_one[0], rel=1e-12)
+    for a, b in zip(m_one.W + m_one.b, m_many.W + m_many.b):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
+def test_every_optimizer_trains_like_the_reference(fast, dtype, opt_name):
+    X, y = _mnist_subset(1000)
+    opt = OPTIMIZERS[opt_name]
+    m_ref, _, l_ref = _train(REFERENCE, opt, X[:700], y[:700], 6, dtype=dtype.name,
+                             hidden=(37, 13), per_call=3)
+    m_fast, _, l_fast = _train(fast, opt, X[:700], y[:700], 6, dtype=dtype.name,
+                               hidden=(37, 13), per_call=3)
+    np.testing.assert_allclose(l_fast, l_ref, rtol=1e-4 if dtype == np.float32 else 1e-10)
+    for got, want in zip(m_fast.W + m_fast.b, m_ref.W + m_ref.b):
+        assert rel_error(got, want) < (1e-3 if dtype == np.float32 else 1e-9)
+
+
+def test_training_is_bit_reproducible(fast):
+    X, y = _mnist_subset(3000)
+    opt = OPTIMIZERS["adamw"]
+    runs = [_train(fast, opt, X, y, 24, per_call=8)[0] for _ in range(2)]
+    for a, b in zip(runs[0].W + runs[0].b, runs[1].W + runs[1].b):
+        np.testing.assert_array_equal(a, b)
+
+
+_SUBPROCESS = textwrap.dedent("""
+    import hashlib, sys
+    import numpy as np
+    from fastmlp.kernels import get_backend
+    from fastmlp.model import MLP
+    from fastmlp.optim import OptimizerConfig, init_state
+    fast = get_backend("numba")
+    rng = np.random.default_rng(9)
+    X = (rng.random((1000, 784)) * (rng.random((1000, 784)) < 0.19)).astype(np.float32)
+    y = rng.integers(0, 10, 1000)
+    model = MLP.init(seed=9)
+    opt = OptimizerConfig("adam")
+    state = init_state(opt, model.W, model.b)
+    order = rng.permutation(1000).astype(np.int64)
+    fast.train_batches(model.W, model.b, state, X, y, order, 128, 0, 8, np.full(8, 1e-3), opt)
+    probs = fast.forward(model.W, model.b, X)   # 1000 rows: the threaded path
+    digest = hashlib.sha256()
+    for a in model.W + model.b + [probs]:
+        digest.update(a.tobytes())
+    print(digest.hexdigest())
+""")
+
+
+def _run(env_extra):
+    # The parent's NUMBA_CACHE_DIR, if any, is kept: the child then loads what
+    # this process compiled instead of compiling again.
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    env.update(env_extra)
+    result = subprocess.run([sys.executable, "-c", _SUBPROCESS], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    """Training runs on one thread and forward's blocks are rows computed
+    independently, so NUMBA_NUM_THREADS=1 and the default give the same bits."""
+    assert _run({"NUMBA_NUM_THREADS": "1"}) == _run({})
+
+
+def test_runs_when_the_cache_directory_is_unusable(tmp_path):
+    """NUMBA_CACHE_DIR under a regular file cannot be created (even by root):
+    Numba skips that location and falls back to another; the backend still
+    imports and computes."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(blocker / "cache"))
+    code = ("import numpy as np; from fastmlp.kernels import get_backend; "
+            "from fastmlp.model import MLP; m = MLP.init(seed=0); "
+            "print(get_backend('numba').forward(m.W, m.b, np.zeros((1, 784), np.float32)).sum())")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) == pytest.approx(1.0)
+
+
+def test_jit_falls_back_to_no_cache_without_a_cache_location():
+    """A function with no source file has no cache location at all: Numba
+    refuses cache=True, and the backend's decorator compiles it uncached."""
+    from fastmlp.kernels import numba_backend
+    namespace = {}
+    exec("def double(x):\n    return 2 * x\n", namespace)
+    assert numba_backend._jit()(namespace["double"])(21) == 42
