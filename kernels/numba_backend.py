@@ -71,13 +71,17 @@ _ROW_BLOCK = 64
 PAD = 16
 
 
-def _jit(parallel=False):
+def _jit(parallel=False, inline=False):
     """njit(cache=True, nogil=True), falling back to cache=False when Numba finds
     no usable cache directory (it raises RuntimeError at decoration then).
     error_model="numpy": x / 0 gives inf/NaN as in NumPy instead of raising.
-    No fastmath: the only fused multiply-adds are the explicit ones below."""
+    No fastmath: the only fused multiply-adds are the explicit ones below.
+    inline: small helpers are inlined into their callers' Numba IR instead
+    of being compiled on their own for every type combination (each separate
+    compilation costs ~0.2 s; there would be dozens)."""
     def decorate(fn):
-        options = dict(nogil=True, parallel=parallel, error_model="numpy")
+        options = dict(nogil=True, parallel=parallel, error_model="numpy",
+                       inline="always" if inline else "never")
         try:
             return njit(cache=True, **options)(fn)
         except RuntimeError:
@@ -344,16 +348,17 @@ def _transpose_nonzeros(nzi, nzv, nzc, m, K, start, ri, rv):
 def _accumulate_columns(dW, start, ri, rv, dY):
     """dW[k, :] = sum over p in start[k]:start[k+1] of rv[p] * dY[ri[p], :]
     (in order; 0 for an empty column): X.T @ dY with X given column-wise.
-    dW: (K, o) written  start: (K+1,)  ri: int32  dY: (m, o)."""
+    dW: (K, o) written  start: (K+1,)  ri: int32  dY: (m * o,) row-major."""
+    o = dW.shape[1]
     for k in range(dW.shape[0]):
         g = dW[k]
-        for j in range(g.shape[0]):
+        for j in range(o):
             g[j] = 0
         p = start[k]
-        _accumulate_rows(g, dY, 0, 0, ri[p:], rv[p:], start[k + 1] - p)
+        _accumulate_rows(g, dY, 0, o, ri[p:], rv[p:], start[k + 1] - p)
 
 
-@_jit()
+@_jit(inline=True)
 def _column_sums(dY, db):
     """db = sum over rows of dY (in row order). dY: (m, o)  db: (o,) written."""
     for j in range(db.shape[0]):
@@ -364,7 +369,7 @@ def _column_sums(dY, db):
             db[j] += d[j]
 
 
-@_jit()
+@_jit(inline=True)
 def _transpose(W, WT):
     """WT = W.T. W: (i, o)  WT: (o, i) written."""
     for k in range(W.shape[0]):
@@ -400,7 +405,7 @@ def _softmax_xent_row(z, label, logp, d, t_off, t_on, n):
     return tlogp
 
 
-@_jit()
+@_jit(inline=True)
 def _argmax(z):
     """First index of the maximum of z (the first NaN if any, like np.argmax)."""
     best = 0
@@ -413,7 +418,7 @@ def _argmax(z):
     return best
 
 
-@_jit()
+@_jit(inline=True)
 def _smoothed_targets(smoothing, K, dtype_of):
     """(t_off, t_on) in dtype_of's dtype: the reference's targets are
     full(smoothing / K) with 1 - smoothing added at the label."""
@@ -484,7 +489,7 @@ def _weight_gradients(X, dY, dW, db, nzi, nzv, nzc, start, ri, rv):
     for r in range(X.shape[0]):
         nzc[r] = _gather_nonzeros(X[r], nzi[r], nzv[r])
     _transpose_nonzeros(nzi, nzv, nzc, X.shape[0], X.shape[1], start, ri, rv)
-    _accumulate_columns(dW, start, ri, rv, dY)
+    _accumulate_columns(dW, start, ri, rv, dY.reshape(-1))
     _column_sums(dY, db)
 
 
@@ -620,16 +625,32 @@ def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, de
 #   start, ri, rv: one layer input's nonzeros column by column (CSC)
 #   idx, val: one row's nonzeros; logp: one row's log-probabilities
 
-@_jit()
-def _offsets(widths, scale):
-    """off: (len(widths)+1,) int64, off[l] = scale * sum(widths[:l])."""
-    off = np.zeros(widths.shape[0] + 1, np.int64)
-    for l in range(widths.shape[0]):
-        off[l + 1] = off[l] + scale * widths[l]
-    return off
+@_jit(inline=True)
+def _layout(sizes, n):
+    """Where each layer's part starts in the scratch buffers of n rows, as
+    (L+1,) int64 offsets (the last one the total): act (n, o_l), nzi/nzv
+    (n, i_l + PAD), WT (o_l, i_l) per layer. (Plain loops: array expressions
+    cost seconds of compile time.)"""
+    L = sizes.shape[0] - 1
+    aoff = np.zeros(L + 1, np.int64)
+    zoff = np.zeros(L + 1, np.int64)
+    toff = np.zeros(L + 1, np.int64)
+    for l in range(L):
+        aoff[l + 1] = aoff[l] + n * sizes[l + 1]
+        zoff[l + 1] = zoff[l] + n * (sizes[l] + PAD)
+        toff[l + 1] = toff[l] + sizes[l] * sizes[l + 1]
+    return aoff, zoff, toff
 
 
-@_jit()
+@_jit(inline=True)
+def _max_width(sizes):
+    width = 0
+    for w in sizes:
+        width = max(width, w)
+    return width
+
+
+@_jit(inline=True)
 def _param_offsets(sizes):
     """(woff, boff): where W[l] and b[l] start in P; woff[L] = len(P)."""
     L = sizes.shape[0] - 1
@@ -641,14 +662,14 @@ def _param_offsets(sizes):
     return woff, boff
 
 
-@_jit()
+@_jit(inline=True)
 def _row(buf, off, l, width, r):
     """Row r of layer l's (rows, width) part buf[off[l]:off[l+1]]."""
     start = off[l] + r * width
     return buf[start:start + width]
 
 
-@_jit()
+@_jit(inline=True)
 def _slice_rows(n, s):
     """[lo, hi) of part s when n rows (or elements) are cut in SLICES fixed parts."""
     return (n * s) // SLICES, (n * (s + 1)) // SLICES
@@ -661,16 +682,17 @@ def _scratch(sizes, n, dtype_of):
     (a leading SLICES axis)."""
     L = sizes.shape[0] - 1
     dt = dtype_of.dtype
-    width = sizes.max()
+    width = _max_width(sizes)
     h = (n + SLICES - 1) // SLICES
     S = SLICES
-    return (np.empty((S, h * sizes[1:].sum()), dt),
-            np.empty((S, h * (sizes[:L] + PAD).sum()), np.int32),
-            np.empty((S, h * (sizes[:L] + PAD).sum()), dt),
+    aoff, zoff, toff = _layout(sizes, h)
+    return (np.empty((S, aoff[L]), dt),
+            np.empty((S, zoff[L]), np.int32),
+            np.empty((S, zoff[L]), dt),
             np.zeros((S, L, h), np.int64),
             np.empty((S, _param_offsets(sizes)[0][L]), dt),
             np.empty((S, 2, h * width), dt),
-            np.empty((S, (sizes[:L] * sizes[1:]).sum()), dt),
+            np.empty((S, toff[L]), dt),
             np.empty((S, width + 1), np.int64),
             np.empty((S, h * width), np.int32),
             np.empty((S, h * width), dt),
@@ -695,9 +717,7 @@ def _batch_forward_backward(P, sizes, X, y, rows, n_batch, t_off, t_on, act, nzi
         return 0.0, 0
     dt = X.dtype.type
     woff, boff = _param_offsets(sizes)
-    aoff = _offsets(sizes[1:], n)            # act: (n, o_l) per layer
-    zoff = _offsets(sizes[:L] + PAD, n)      # nzi, nzv: (n, i_l + PAD) per layer
-    toff = _offsets(sizes[:L] * sizes[1:], 1)
+    aoff, zoff, toff = _layout(sizes, n)
     K = sizes[L]
 
     # forward, one row at a time through all layers (it stays in cache)
@@ -733,7 +753,8 @@ def _batch_forward_backward(P, sizes, X, y, rows, n_batch, t_off, t_on, act, nzi
         zi = nzi[zoff[l]:zoff[l + 1]].reshape((n, i + PAD))
         zv = nzv[zoff[l]:zoff[l + 1]].reshape((n, i + PAD))
         _transpose_nonzeros(zi, zv, nzc[l], n, i, start, ri, rv)
-        _accumulate_columns(grad[woff[l]:boff[l]].reshape((i, o)), start, ri, rv, dY)
+        _accumulate_columns(grad[woff[l]:boff[l]].reshape((i, o)), start, ri, rv,
+                            delta[q, :n * o])
         _column_sums(dY, grad[boff[l]:woff[l + 1]])
         if l > 0:
             # dX = (dY @ W.T) * (A > 0): rows of W.T weighted by dY's nonzeros
@@ -751,18 +772,7 @@ def _batch_forward_backward(P, sizes, X, y, rows, n_batch, t_off, t_on, act, nzi
     return tlogp, correct
 
 
-@_jit()
-def _slice_gradient(P, sizes, X, y, rows, t_off, t_on, scratch, s, tlogp, correct):
-    """Slice s of the batch X[rows]: its gradient into grad[s], its loss terms
-    and right answers into tlogp[s], correct[s]."""
-    act, nzi, nzv, nzc, grad, delta, WT, start, ri, rv, idx, val, logp = scratch
-    lo, hi = _slice_rows(rows.shape[0], s)
-    tlogp[s], correct[s] = _batch_forward_backward(
-        P, sizes, X, y, rows[lo:hi], rows.shape[0], t_off, t_on, act[s], nzi[s], nzv[s],
-        nzc[s], grad[s], delta[s], WT[s], start[s], ri[s], rv[s], idx[s], val[s], logp[s])
-
-
-@_jit()
+@_jit(inline=True)
 def _reduce_slices(grad, lo, hi):
     """grad[0, lo:hi] += grad[1, lo:hi] + ... in slice order (a fixed order)."""
     total = grad[0, lo:hi]
@@ -785,49 +795,40 @@ def _update_span(p, g, s1, s2, lo, hi, kind, lr, momentum, nesterov, beta1, beta
         _adam_span(p, g, s1, s2, lo, hi, lr, beta1, beta2, eps, weight_decay, step, kind == 3)
 
 
-@_jit()
-def _slice_update(P, S1, S2, grad, sizes, s, hyper, step):
-    """Part s (a fixed element range) of every tensor: add up the slices'
-    gradients there, then update. Weight decay on W only.
-    hyper: (kind, lr, momentum, nesterov, beta1, beta2, eps, weight_decay)."""
-    kind, lr, momentum, nesterov, beta1, beta2, eps, weight_decay = hyper
-    woff, boff = _param_offsets(sizes)
-    for l in range(sizes.shape[0] - 1):
-        for first, end, wd in ((woff[l], boff[l], weight_decay), (boff[l], woff[l + 1], 0.0)):
-            lo, hi = _slice_rows(end - first, s)
-            _reduce_slices(grad, first + lo, first + hi)
-            _update_span(P, grad[0], S1, S2, first + lo, first + hi, kind, lr, momentum,
-                         nesterov, beta1, beta2, eps, wd, step)
-
-
 @_jit(parallel=True)
 def _on_slices(phase, P, S1, S2, sizes, X, y, rows, t_off, t_on, scratch, tlogp, correct,
                hyper, step):
-    """Run the SLICES parts of one phase of a step on up to SLICES threads (the
-    current numba.get_num_threads(); with one they run in turn, to the same
-    bits). phase 0: the slices' gradients of the batch X[rows]; phase 1: the
-    update (one parallel function for both: each costs seconds to compile)."""
+    """One phase of a training step, in SLICES fixed parts on up to SLICES
+    threads (the current numba.get_num_threads(); with one the parts run in
+    turn, to the same bits).
+    phase 0: slice s of the batch X[rows] (rows cut by _slice_rows): its
+      gradient into grad[s] = scratch[4][s], its loss terms and right answers
+      into tlogp[s], correct[s].
+    phase 1: part s (a fixed element range) of every tensor: add up the
+      slices' gradients there, then update P (and the slots S1, S2) with
+      hyper = (kind, lr, momentum, nesterov, beta1, beta2, eps, weight_decay)
+      as update number step. Weight decay on W only.
+    (One parallel function for both phases, its parts inline: every parallel
+    function and every separately compiled caller of the batch kernel costs
+    seconds of compile time.)"""
+    act, nzi, nzv, nzc, grad, delta, WT, start, ri, rv, idx, val, logp = scratch
+    kind, lr, momentum, nesterov, beta1, beta2, eps, weight_decay = hyper
+    woff, boff = _param_offsets(sizes)
     for s in prange(SLICES):
         if phase == 0:
-            _slice_gradient(P, sizes, X, y, rows, t_off, t_on, scratch, s, tlogp, correct)
+            lo, hi = _slice_rows(rows.shape[0], s)
+            tlogp[s], correct[s] = _batch_forward_backward(
+                P, sizes, X, y, rows[lo:hi], rows.shape[0], t_off, t_on, act[s], nzi[s], nzv[s],
+                nzc[s], grad[s], delta[s], WT[s], start[s], ri[s], rv[s], idx[s], val[s],
+                logp[s])
         else:
-            _slice_update(P, S1, S2, scratch[4], sizes, s, hyper, step)
-
-
-@_jit()
-def _forward_backward(P, sizes, X, y, rows, smoothing):
-    """forward_backward on X[rows]: returns (tlogp, correct, flat gradient)."""
-    scratch = _scratch(sizes, rows.shape[0], X)
-    t_off, t_on = _smoothed_targets(smoothing, sizes[sizes.shape[0] - 1], X)
-    tlogp = np.zeros(SLICES)
-    correct = np.zeros(SLICES, np.int64)
-    hyper = (sizes[0] * 0, 0.0, 0.0, False, 0.0, 0.0, 0.0, 0.0)   # unused by phase 0
-    for phase in range(1):  # a variable, not a literal: one _on_slices for every caller
-        _on_slices(phase, P, P, P, sizes, X, y, rows, t_off, t_on, scratch, tlogp, correct,
-                   hyper, sizes[0] * 0)
-    grad = scratch[4]
-    _reduce_slices(grad, 0, grad.shape[1])
-    return tlogp.sum(), correct.sum(), grad[0]
+            for l in range(sizes.shape[0] - 1):
+                for first, end, wd in ((woff[l], boff[l], weight_decay),
+                                       (boff[l], woff[l + 1], 0.0)):
+                    lo, hi = _slice_rows(end - first, s)
+                    _reduce_slices(grad, first + lo, first + hi)
+                    _update_span(P, grad[0], S1, S2, first + lo, first + hi, kind, lr, momentum,
+                                 nesterov, beta1, beta2, eps, wd, step)
 
 
 @_jit()
@@ -872,8 +873,8 @@ def _forward_rows(Ws, bs, X, probs, lo, hi):
     with the reference's softmax: exp(z - max z) / sum."""
     sizes = _layer_sizes(Ws)
     L = sizes.shape[0] - 1
-    aoff = _offsets(sizes[1:], 1)
-    width = sizes.max()
+    aoff = _layout(sizes, 1)[0]
+    width = _max_width(sizes)
     act = np.empty(aoff[L], X.dtype)
     idx = np.empty(width + PAD, np.int32)
     val = np.empty(width + PAD, X.dtype)
@@ -936,9 +937,19 @@ def forward_backward(W, b, X, y, dW, db, smoothing=0.0):
     y = _int64(y)
     _check_labels(y, Ws[-1].shape[1])
     n = X.shape[0]
+    P, sizes = _pack(Ws, bs), _sizes(Ws)
+    scratch = _scratch(sizes, n, X)
+    dt = X.dtype.type   # the targets as _smoothed_targets makes them
+    t_off, t_on = dt(float(smoothing) / Ws[-1].shape[1]), dt(1.0 - float(smoothing))
+    tlogp, correct = np.zeros(SLICES), np.zeros(SLICES, np.int64)
     with _threads(1):  # one batch: not worth two threads' synchronisation
-        tlogp, correct, grad = _forward_backward(_pack(Ws, bs), _sizes(Ws), X, y,
-                                                 _int64(np.arange(n)), float(smoothing))
+        _on_slices(0, P, P, P, sizes, X, y, _int64(np.arange(n)), t_off, t_on, scratch, tlogp,
+                   correct, (0, 0.0, 0.0, False, 0.0, 0.0, 0.0, 0.0), 0)
+    parts = scratch[4]
+    grad = parts[0]
+    for part in parts[1:]:  # slice order, as in training
+        grad += part
+    tlogp, correct = tlogp.sum(), correct.sum()
     _unpack(grad, dWs, dbs)
     return -float(tlogp) / n, int(correct)
 
