@@ -475,9 +475,34 @@ def _run(env_extra):
     return result.stdout.strip()
 
 
+class _FixedThreads:
+    """A stand-in for numba_backend._ThreadPolicy that always picks one mode."""
+
+    def __init__(self, threads):
+        self.threads = threads
+
+    def plan(self, first, stop):
+        return [(first, stop, self.threads)]
+
+    def record(self, threads, seconds_per_batch):
+        pass
+
+
+def test_one_thread_and_two_threads_train_the_same_bits(fast, monkeypatch):
+    """A batch is cut in a fixed number of slices whose gradients are added in
+    a fixed order; threads only decide who computes which slice."""
+    X, y = _mnist_subset(3000)
+    runs = []
+    for threads in (False, True):
+        monkeypatch.setattr(fast, "_THREADS", _FixedThreads(threads))
+        runs.append(_train(fast, OPTIMIZERS["adam"], X, y, 20, per_call=7)[0])
+    for a, b in zip(runs[0].W + runs[0].b, runs[1].W + runs[1].b):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_results_do_not_depend_on_the_thread_count():
-    """Training runs on one thread and forward's blocks are rows computed
-    independently, so NUMBA_NUM_THREADS=1 and the default give the same bits."""
+    """The same in fresh processes: NUMBA_NUM_THREADS=1 against the default
+    (forward's threaded blocks are rows computed independently)."""
     assert _run({"NUMBA_NUM_THREADS": "1"}) == _run({})
 
 
