@@ -57,6 +57,7 @@ import time
 
 import numpy as np
 from llvmlite import ir
+from llvmlite.binding import llvm_version_info
 import numba
 from numba import njit, prange, types
 from numba.core import cgutils
@@ -65,6 +66,14 @@ from numba.extending import intrinsic
 from .augment_numba import augment  # noqa: F401  (the augment op: kernels/augment_numba.py)
 
 name = "numba"
+
+# The vector kernels below use llvm.experimental.vector.compress (LLVM 19+)
+# and opaque-pointer intrinsic names: refuse older builds at import, which
+# kernels/__init__.py turns into a one-line error, rather than at first call.
+_LLVM = tuple(llvm_version_info)
+if _LLVM < (19,):
+    raise ImportError(f"the numba backend needs llvmlite built on LLVM >= 19, this one has "
+                      f"LLVM {'.'.join(map(str, _LLVM))}; upgrade numba")
 
 # A batch is cut into SLICES fixed row ranges, each with its own gradient
 # buffer, added up in slice order: the slices may run on SLICES threads or
@@ -454,6 +463,8 @@ def _linear_forward(X, W, b, out, relu, idx, val):
 def linear_forward(X, W, b, out, relu):
     """out = X @ W + b, then ReLU if ``relu``.
     X: (n, i)  W: (i, o)  b: (o,)  out: (n, o) written."""
+    _flat(out, written=True)
+    X, W, b = (_readonly(a, out.dtype) for a in (X, W, b))
     scratch = X.shape[1] + W.shape[1] + PAD
     _linear_forward(X, W, b, out, bool(relu), np.empty(scratch, np.int32),
                     np.empty(scratch, X.dtype))
@@ -478,7 +489,9 @@ def softmax_cross_entropy(logits, y, probs, dlogits, smoothing=0.0):
     with targets t = (1 - smoothing) onehot(y) + smoothing / K.
     logits, probs, dlogits: (n, K)  y: (n,) int64. Returns the loss (float)."""
     _check_labels(y, logits.shape[1])
-    return float(_softmax_cross_entropy(logits, _int64(y), probs, dlogits, float(smoothing)))
+    _flat(probs, written=True), _flat(dlogits, written=True)
+    return float(_softmax_cross_entropy(_readonly(logits, probs.dtype), _int64(y), probs, dlogits,
+                                        float(smoothing)))
 
 
 @_jit()
@@ -491,7 +504,8 @@ def _relu_backward(dA, A, dZ):
 def relu_backward(dA, A, dZ):
     """dZ = dA * relu'(Z), and relu'(Z) = (A > 0) since A = relu(Z).
     dA, A, dZ: (n, o); dZ written (may be dA itself)."""
-    _relu_backward(_flat(dA), _flat(A), _flat(dZ, written=True))
+    _flat(dZ, written=True)
+    _relu_backward(_flat_input(dA), _flat_input(A), dZ.reshape(-1))
     return dZ
 
 
@@ -518,11 +532,15 @@ def linear_backward(X, W, dY, dW, db, dX):
     """Gradients of Y = X @ W + b given dY = dL/dY:
     dW = X.T @ dY,  db = sum over rows of dY,  dX = dY @ W.T (skipped if None).
     X: (n, i)  W: (i, o)  dY: (n, o)  dW: (i, o)  db: (o,)  dX: (n, i)."""
+    for a in (dW, db) + ((dX,) if dX is not None else ()):
+        _flat(a, written=True)
+    X, W, dY = (_readonly(a, dW.dtype) for a in (X, W, dY))
     n, i = X.shape
     o = W.shape[1]
-    _weight_gradients(X, dY, dW, db, np.empty((n, i + PAD), np.int32), np.empty((n, i + PAD), X.dtype),
-                      np.empty(n, np.int64), np.empty(i + 1, np.int64),
-                      np.empty(n * i, np.int32), np.empty(n * i, X.dtype))
+    _weight_gradients(X, dY, dW, db, np.empty((n, i + PAD), np.int32),
+                      np.empty((n, i + PAD), X.dtype), np.empty(n, np.int64),
+                      np.empty(i + 1, np.int64), np.empty(n * i, np.int32),
+                      np.empty(n * i, X.dtype))
     if dX is not None:
         WT = np.empty((o, i), W.dtype)
         _transpose(W, WT)
@@ -598,7 +616,7 @@ def _adam_span(p, g, m, v, lo, hi, lr, beta1, beta2, eps, weight_decay, step, de
 def sgd_update(param, grad, lr, weight_decay):
     """param -= lr * (grad + weight_decay * param), in place."""
     p = _flat(param, written=True)
-    _sgd_span(p, _flat(grad), 0, p.size, float(lr), float(weight_decay))
+    _sgd_span(p, _flat_input(grad), 0, p.size, float(lr), float(weight_decay))
 
 
 def momentum_update(param, grad, velocity, lr, momentum, nesterov, weight_decay):
@@ -606,7 +624,7 @@ def momentum_update(param, grad, velocity, lr, momentum, nesterov, weight_decay)
     g = grad + wd * param;  velocity = momentum * velocity + g;
     param -= lr * (g + momentum * velocity  if nesterov else  velocity)."""
     p = _flat(param, written=True)
-    _momentum_span(p, _flat(grad), _flat(velocity, written=True), 0, p.size, float(lr),
+    _momentum_span(p, _flat_input(grad), _flat(velocity, written=True), 0, p.size, float(lr),
                    float(momentum), bool(nesterov), float(weight_decay))
 
 
@@ -614,7 +632,7 @@ def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, de
     """Adam with bias correction for update number ``step`` (1-based), in place.
     decoupled: AdamW's weight decay (shrink param directly) instead of L2."""
     p = _flat(param, written=True)
-    _adam_span(p, _flat(grad), _flat(m, written=True), _flat(v, written=True), 0, p.size,
+    _adam_span(p, _flat_input(grad), _flat(m, written=True), _flat(v, written=True), 0, p.size,
                float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
                int(step), bool(decoupled))
 
@@ -844,12 +862,12 @@ def _on_slices(phase, P, S1, S2, sizes, X, y, rows, t_off, t_on, scratch, tlogp,
 
 @_jit()
 def _train_chunk(P, S1, S2, sizes, X, y, order, batch_size, first, stop, lrs, kind, momentum,
-                 nesterov, beta1, beta2, eps, weight_decay, step0, smoothing):
+                 nesterov, beta1, beta2, eps, weight_decay, step0, smoothing, scratch):
     """Batches first..stop-1: batch j is X[order[j*batch_size:(j+1)*batch_size]],
     then the update with lrs[j - first], as update number step0 + j - first + 1.
+    scratch: _scratch(sizes, min(batch_size, len(order)), X).
     P, S1, S2 written. Returns (loss_sum over rows, float64; rows right)."""
     N = order.shape[0]
-    scratch = _scratch(sizes, min(batch_size, N), X)
     t_off, t_on = _smoothed_targets(smoothing, sizes[sizes.shape[0] - 1], X)
     tlogp = np.zeros(SLICES)
     correct = np.zeros(SLICES, np.int64)
@@ -975,7 +993,7 @@ def optimizer_step(W, b, dW, db, state, lr, opt):
         for param, grad, s1, s2, wd in ((W[l], dW[l], S1W[l], S2W[l], opt.weight_decay),
                                         (b[l], db[l], S1b[l], S2b[l], 0.0)):
             p = _flat(param, written=True)
-            _update_span(p, _flat(grad), _flat(s1, written=True), _flat(s2, written=True), 0,
+            _update_span(p, _flat_input(grad), _flat(s1, written=True), _flat(s2, written=True), 0,
                          p.size, kind, float(lr), float(opt.momentum), bool(opt.nesterov),
                          float(opt.beta1), float(opt.beta2), float(opt.eps), float(wd),
                          state.step)
@@ -1008,13 +1026,14 @@ def train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
     sizes = _sizes(Ws)
     hyper = (_OPTIMIZERS[opt.name], float(opt.momentum), bool(opt.nesterov), float(opt.beta1),
              float(opt.beta2), float(opt.eps), float(opt.weight_decay))
+    scratch = _scratch(sizes, min(batch_size, len(order)), X)
     loss_sum, correct = 0.0, 0
-    for lo, hi, threads in _THREADS.plan(first, stop):
+    for lo, hi, threads in _THREADS.segments(first, stop):
         start = time.perf_counter()
         with _threads(SLICES if threads else 1):
             part_loss, part_correct = _train_chunk(
                 P, S1, S2, sizes, X, y, order, batch_size, lo, hi, lrs[lo - first:], *hyper,
-                int(state.step) + lo - first, float(smoothing))
+                int(state.step) + lo - first, float(smoothing), scratch)
         _THREADS.record(threads, (time.perf_counter() - start) / (hi - lo))
         loss_sum += part_loss
         correct += part_correct
@@ -1043,34 +1062,60 @@ class _ThreadPolicy:
     The results are the same bits either way; only the speed differs, and
     not always in favour of threads: two threads synchronise twice per batch,
     and when another process holds the other core each synchronisation waits
-    for a scheduler time slice (measured: an epoch 3-20x slower than on one
-    thread). So calls are timed, the faster mode is used, and the other one
-    is re-measured on a few batches every PROBE_EVERY calls."""
+    for a scheduler time slice (measured: an epoch 3-40x slower than on one
+    thread). So the batches run in timed segments, each in the mode that is
+    faster per batch, judged by the best of its last RECENT segments
+    (contention only ever slows a segment down, so the best is the honest
+    figure and one unlucky segment does not flip the choice). Threaded
+    segments are SEGMENT batches long, so a core lost to another process
+    for good is noticed within RECENT * SEGMENT batches. The mode not in use
+    is re-measured on PROBE batches every `interval` calls; the interval
+    doubles (up to MAX_INTERVAL) each time the probe loses, so a busy machine
+    pays for few slow probes."""
 
-    PROBE_EVERY = 8
-    PROBE_BATCHES = 4
+    SEGMENT = 8
+    RECENT = 3
+    PROBE = 4
+    MIN_INTERVAL, MAX_INTERVAL = 4, 32
 
     def __init__(self):
-        self.seconds_per_batch = {True: None, False: None}
+        self.recent = {True: [], False: []}   # seconds per batch, newest last
         self.calls = 0
+        self.interval = self.MIN_INTERVAL
+
+    @staticmethod
+    def available():
+        return numba.get_num_threads() >= 2
+
+    def seconds_per_batch(self, threads):
+        return min(self.recent[threads]) if self.recent[threads] else None
 
     def preferred(self):
-        if numba.get_num_threads() < 2:
+        if not self.available():
             return False
-        threaded, single = self.seconds_per_batch[True], self.seconds_per_batch[False]
+        threaded, single = self.seconds_per_batch(True), self.seconds_per_batch(False)
         return threaded is None or single is None or threaded < single
 
-    def plan(self, first, stop):
-        """[(lo, hi, threads)] covering batches first..stop-1."""
-        best = self.preferred()
+    def segments(self, first, stop):
+        """Yield (lo, hi, threads) covering batches first..stop-1; the caller
+        reports each segment's time with record() before taking the next."""
         self.calls += 1
-        if numba.get_num_threads() < 2 or self.calls % self.PROBE_EVERY != 1:
-            return [(first, stop, best)]
-        probe = min(stop, first + self.PROBE_BATCHES)
-        return [(first, probe, not best)] + ([(probe, stop, best)] if probe < stop else [])
+        lo = first
+        if self.available() and self.calls % self.interval == 1:
+            best = self.preferred()
+            hi = min(stop, lo + self.PROBE)
+            yield lo, hi, not best
+            self.interval = (self.MIN_INTERVAL if self.preferred() != best
+                             else min(2 * self.interval, self.MAX_INTERVAL))
+            lo = hi
+        while lo < stop:
+            threads = self.preferred()
+            hi = min(stop, lo + self.SEGMENT) if threads else stop
+            yield lo, hi, threads
+            lo = hi
 
     def record(self, threads, seconds_per_batch):
-        self.seconds_per_batch[threads] = seconds_per_batch
+        self.recent[threads] = (self.recent[threads] + [seconds_per_batch])[-self.RECENT:]
 
 
 _THREADS = _ThreadPolicy()
@@ -1096,10 +1141,16 @@ def _int64(a):
     return _readonly(a, np.int64)
 
 
+def _flat_input(a):
+    """A flat C-contiguous view (or copy) of an input array."""
+    return np.ascontiguousarray(a).reshape(-1)
+
+
 def _flat(a, written=False):
     """The flat view of a C-contiguous array; in-place ops need a view, not a copy."""
     if not a.flags.c_contiguous or (written and not a.flags.writeable):
-        raise ValueError("numba backend: arrays written in place must be C-contiguous and writeable")
+        raise ValueError("numba backend: arrays written in place must be C-contiguous "
+                         "and writeable")
     return a.reshape(-1)
 
 

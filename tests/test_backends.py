@@ -481,7 +481,7 @@ class _FixedThreads:
     def __init__(self, threads):
         self.threads = threads
 
-    def plan(self, first, stop):
+    def segments(self, first, stop):
         return [(first, stop, self.threads)]
 
     def record(self, threads, seconds_per_batch):
@@ -498,6 +498,23 @@ def test_one_thread_and_two_threads_train_the_same_bits(fast, monkeypatch):
         runs.append(_train(fast, OPTIMIZERS["adam"], X, y, 20, per_call=7)[0])
     for a, b in zip(runs[0].W + runs[0].b, runs[1].W + runs[1].b):
         np.testing.assert_array_equal(a, b)
+
+
+def test_thread_policy_covers_every_batch_once_and_follows_the_timings(fast, monkeypatch):
+    monkeypatch.setattr(fast.numba, "get_num_threads", lambda: 2)
+    policy = fast._ThreadPolicy()
+    for first, stop in [(0, 64), (64, 128), (3, 4), (0, 469)] * 5:
+        covered = []
+        for lo, hi, threads in policy.segments(first, stop):
+            assert first <= lo < hi <= stop
+            covered.extend(range(lo, hi))
+            # threads "lose" on this machine: the policy must settle on one thread
+            policy.record(threads, 2e-3 if threads else 1e-3)
+        assert covered == list(range(first, stop))
+    assert policy.preferred() is False
+    assert policy.interval > policy.MIN_INTERVAL  # lost probes: probe less often
+    monkeypatch.setattr(fast.numba, "get_num_threads", lambda: 1)
+    assert all(not threads for _, _, threads in policy.segments(0, 100))
 
 
 def test_results_do_not_depend_on_the_thread_count():
