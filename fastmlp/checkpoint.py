@@ -73,7 +73,10 @@ def atomic_write(path):
     a temporary file in the same directory, flushed and fsynced, then renamed.
     A crash, a kill or an exception leaves the old ``path`` untouched."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # e.g. the directory does not exist
+        raise FastmlpError(f"{path}: cannot write ({exc.strerror or exc})") from None
     # mkstemp creates the file 0600; give it the permissions a plain open() would.
     umask = os.umask(0)
     os.umask(umask)

@@ -224,35 +224,28 @@ def _given(args, names) -> dict:
 
 
 def _resumed_config(args, saved):
-    """The checkpoint's recipe; only --epochs may change (to train longer)."""
-    from fastmlp.augment import parse as parse_augment
-    from fastmlp.model import parse_hidden
+    """The checkpoint's recipe; only --epochs may change (to train longer).
+    Flags are compared after TrainConfig has put them in canonical form
+    (e.g. --hidden "128, 64", --augment default)."""
     from fastmlp.train import TrainConfig
 
     config = dict(saved.meta.get("config") or {})
     if not config:
         raise FastmlpError(f"{args.resume}: holds no training state (a weights-only checkpoint)")
-    for name, value in _given(args, _RECIPE_FLAGS).items():
-        if name == "epochs":
-            continue
-        old = config.get(name, "none" if name == "augment" else None)
-        if name == "hidden":
-            same = list(parse_hidden(value)) == old
-        elif name == "augment":
-            same = parse_augment(value).spec() == old
-        else:
-            same = value == old
-        if not same:
-            raise FastmlpError(f"--{name.replace('_', '-')} {value}: the resumed run was trained "
-                               f"with {old}; a resumed run keeps its recipe (only --epochs may change)")
-    if args.epochs is not None:
-        config["epochs"] = args.epochs
     if saved.optimizer is None or "progress" not in saved.meta:
         raise FastmlpError(f"{args.resume}: holds no optimizer state or progress to resume from")
+    given = _given(args, _RECIPE_FLAGS)
     try:
-        return TrainConfig(**config)
+        stored = TrainConfig(**config)
+        wanted = TrainConfig(**{**config, **given})
     except TypeError as exc:
         raise FastmlpError(f"{args.resume}: damaged training config in metadata ({exc})") from None
+    for name in given:
+        old, new = getattr(stored, name), getattr(wanted, name)
+        if name != "epochs" and old != new:
+            raise FastmlpError(f"--{name.replace('_', '-')} {given[name]}: the resumed run was trained "
+                               f"with {old}; a resumed run keeps its recipe (only --epochs may change)")
+    return wanted
 
 
 def _check_writable(path: Path, flag: str) -> None:

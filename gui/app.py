@@ -31,7 +31,7 @@ from fastmlp.gui.inference import check_model, classify, classify_picture
 from fastmlp.gui.plot import CurvePlot
 from fastmlp.gui.training import EpochDone, Failed, Finished, Progress, TrainingController
 from fastmlp.kernels import BACKENDS, get_backend
-from fastmlp.preprocess import load_image, normalize_digit
+from fastmlp.preprocess import load_and_normalize
 from fastmlp.train import TrainConfig
 
 PRETRAINED = Path(fastmlp.__file__).resolve().parent / "pretrained" / "fastmlp-mnist.npz"
@@ -354,11 +354,8 @@ class DigitApp:
             return False
         try:
             checkpoint.save(path, self.checkpoint)
-        except FastmlpError as exc:
+        except FastmlpError as exc:  # includes OSError: checkpoint.atomic_write turns it into one line
             self.show_error(exc)
-            return False
-        except OSError as exc:  # e.g. the directory does not exist
-            self.show_error(f"{path}: cannot write ({exc.strerror or exc})")
             return False
         self.set_status(f"saved model {path}")
         return True
@@ -382,7 +379,7 @@ class DigitApp:
     def open_image(self, path) -> bool:
         """Classify a picture file (PNG, JPEG, BMP, ...), normalised like MNIST."""
         try:
-            x = normalize_digit(load_image(path), name=str(path))
+            x = load_and_normalize(path)
         except FastmlpError as exc:
             self.show_error(exc)
             return False
