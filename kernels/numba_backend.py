@@ -44,7 +44,11 @@ How it is fast (784-128-64-10, float32, batch 128, 469 batches per epoch):
   round exactly like its NumPy expressions and match it bit for bit.
 - Compile time (a few seconds per function) is managed: training works on
   one flat parameter vector, so its kernels compile once per dtype for any
-  depth; tiny helpers are inlined; one parallel function serves both phases.
+  depth; tiny helpers are inlined; one parallel function serves both phases;
+  no slice assignment between arrays (its shape check compiles an error
+  message, ~1.5 s a site). Every separately compiled function is optimized
+  and turned into machine code again inside each caller (Numba links
+  callees in), which is what the remaining ~14 s of a cold start pay for.
 - cache=True everywhere, and every kernel that calls another lives in this
   module (Numba's cache does not notice edits to another file). Where no
   cache directory is writable, Numba falls back to another one; if none is
@@ -387,6 +391,14 @@ def _column_sums(dY, db):
         d = dY[r]
         for j in range(db.shape[0]):
             db[j] += d[j]
+
+
+@_jit(inline=True)
+def _copy(src, dst):
+    """dst[:] = src for 1-D arrays of one length (a loop: slice assignment
+    compiles a shape check with string formatting, ~1.5 s per call site)."""
+    for k in range(dst.shape[0]):
+        dst[k] = src[k]
 
 
 @_jit(inline=True)
@@ -763,7 +775,7 @@ def _batch_forward_backward(P, sizes, X, y, rows, n_batch, t_off, t_on, act, nzi
                                      _row(nzv, zoff, 0, sizes[0] + PAD, r))
         for l in range(L):
             out = _row(act, aoff, l, sizes[l + 1], r)
-            out[:] = P[boff[l]:woff[l + 1]]
+            _copy(P[boff[l]:woff[l + 1]], out)
             _accumulate_rows(out, P, woff[l], sizes[l + 1], _row(nzi, zoff, l, sizes[l] + PAD, r),
                              _row(nzv, zoff, l, sizes[l] + PAD, r), nzc[l, r])
             if l < L - 1:
@@ -811,7 +823,7 @@ def _reduce_slices(grad, lo, hi):
             total[i] += part[i]
 
 
-@_jit()
+@_jit(inline=True)
 def _update_span(p, g, s1, s2, lo, hi, kind, lr, momentum, nesterov, beta1, beta2, eps,
                  weight_decay, step):
     """One optimizer's update of p[lo:hi] (flat). kind: 0 sgd, 1 momentum,
@@ -825,8 +837,8 @@ def _update_span(p, g, s1, s2, lo, hi, kind, lr, momentum, nesterov, beta1, beta
 
 
 @_jit(parallel=True)
-def _on_slices(phase, P, S1, S2, sizes, X, y, rows, t_off, t_on, scratch, tlogp, correct,
-               hyper, step):
+def _on_slices(phase, P, S1, S2, sizes, woff, boff, X, y, rows, t_off, t_on, scratch, tlogp,
+               correct, hyper, step):
     """One phase of a training step, in SLICES fixed parts on up to SLICES
     threads (the current numba.get_num_threads(); with one the parts run in
     turn, to the same bits).
@@ -842,7 +854,6 @@ def _on_slices(phase, P, S1, S2, sizes, X, y, rows, t_off, t_on, scratch, tlogp,
     seconds of compile time.)"""
     act, nzi, nzv, nzc, grad, delta, WT, start, ri, rv, idx, val, logp = scratch
     kind, lr, momentum, nesterov, beta1, beta2, eps, weight_decay = hyper
-    woff, boff = _param_offsets(sizes)
     for s in prange(SLICES):
         if phase == 0:
             lo, hi = _slice_rows(rows.shape[0], s)
@@ -869,6 +880,7 @@ def _train_chunk(P, S1, S2, sizes, X, y, order, batch_size, first, stop, lrs, ki
     P, S1, S2 written. Returns (loss_sum over rows, float64; rows right)."""
     N = order.shape[0]
     t_off, t_on = _smoothed_targets(smoothing, sizes[sizes.shape[0] - 1], X)
+    woff, boff = _param_offsets(sizes)
     tlogp = np.zeros(SLICES)
     correct = np.zeros(SLICES, np.int64)
     loss_sum = 0.0
@@ -877,8 +889,8 @@ def _train_chunk(P, S1, S2, sizes, X, y, order, batch_size, first, stop, lrs, ki
         rows = order[j * batch_size:min((j + 1) * batch_size, N)]
         hyper = (kind, lrs[j - first], momentum, nesterov, beta1, beta2, eps, weight_decay)
         for phase in range(2):  # the gradient, then the update
-            _on_slices(phase, P, S1, S2, sizes, X, y, rows, t_off, t_on, scratch, tlogp,
-                       correct, hyper, step0 + j - first + 1)
+            _on_slices(phase, P, S1, S2, sizes, woff, boff, X, y, rows, t_off, t_on, scratch,
+                       tlogp, correct, hyper, step0 + j - first + 1)
         for s in range(SLICES):
             loss_sum -= tlogp[s]
             right += correct[s]
@@ -911,7 +923,7 @@ def _forward_rows(Ws, bs, X, probs, lo, hi):
         c = _gather_nonzeros(X[r], idx, val)
         for l in range(L):
             out = act[aoff[l]:aoff[l + 1]]
-            out[:] = bs[l]
+            _copy(bs[l], out)
             _accumulate_rows(out, Ws[l], 0, 0, idx, val, c)
             if l < L - 1:
                 c = _relu_gather(out, idx, val)
@@ -972,7 +984,8 @@ def forward_backward(W, b, X, y, dW, db, smoothing=0.0):
     t_off, t_on = dt(float(smoothing) / Ws[-1].shape[1]), dt(1.0 - float(smoothing))
     tlogp, correct = np.zeros(SLICES), np.zeros(SLICES, np.int64)
     with _threads(1):  # one batch: not worth two threads' synchronisation
-        _on_slices(0, P, P, P, sizes, X, y, _int64(np.arange(n)), t_off, t_on, scratch, tlogp,
+        _on_slices(0, P, P, P, sizes, *_param_offsets(sizes), X, y, _int64(np.arange(n)), t_off,
+                   t_on, scratch, tlogp,
                    correct, (0, 0.0, 0.0, False, 0.0, 0.0, 0.0, 0.0), 0)
     parts = scratch[4]
     grad = parts[0]
