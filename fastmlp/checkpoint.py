@@ -24,11 +24,15 @@ INPUT_SCALING = "pixel / 255 in [0, 1], not mean-subtracted"
 @dataclass
 class Checkpoint:
     """model: the network. optimizer: its state (None in a weights-only file).
-    meta: the JSON metadata (config, history, progress, data checksum, ...)."""
+    meta: the JSON metadata (config, history, progress, data checksum, ...).
+    live: the weights training continues from, when they are not ``model``
+    (with stochastic weight averaging ``model`` is the average); same sizes
+    and dtype as ``model``."""
 
     model: MLP
     optimizer: OptimizerState | None = None
     meta: dict = field(default_factory=dict)
+    live: MLP | None = None
 
 
 def save(path, checkpoint: Checkpoint) -> None:
@@ -50,10 +54,20 @@ def save(path, checkpoint: Checkpoint) -> None:
         "input_scaling": INPUT_SCALING,
     }
     meta.pop("optimizer", None)
+    meta.pop("live_weights", None)
     arrays = {}
     for l in range(len(model.W)):
         arrays[f"W.{l}"] = model.W[l]
         arrays[f"b.{l}"] = model.b[l]
+    if checkpoint.live is not None:
+        live = checkpoint.live
+        if tuple(live.sizes) != tuple(model.sizes) or live.dtype != model.dtype:
+            raise FastmlpError(f"{path}: live weights {live.sizes} {live.dtype} do not match "
+                               f"the model's {model.sizes} {model.dtype}")
+        meta["live_weights"] = True
+        for l in range(len(live.W)):
+            arrays[f"live.W.{l}"] = live.W[l]
+            arrays[f"live.b.{l}"] = live.b[l]
     if checkpoint.optimizer is not None:
         slots = sorted({key.rsplit("_", 1)[0] for key in checkpoint.optimizer.slots})
         meta["optimizer"] = {"step": checkpoint.optimizer.step, "slots": slots}
@@ -132,7 +146,7 @@ def load(path) -> Checkpoint:
     meta = _read_meta(path, arrays)
     model = _read_model(path, arrays, meta)
     optimizer = _read_optimizer(path, arrays, meta, model)
-    return Checkpoint(model, optimizer, meta)
+    return Checkpoint(model, optimizer, meta, _read_live(path, arrays, meta, model))
 
 
 def _read_meta(path, arrays) -> dict:
@@ -173,6 +187,14 @@ def _read_model(path, arrays, meta) -> MLP:
     if extra:
         raise FastmlpError(f"{path}: unexpected arrays {', '.join(extra)} for layer sizes {sizes}")
     return MLP(sizes, W, b)
+
+
+def _read_live(path, arrays, meta, model) -> MLP | None:
+    if not meta.get("live_weights"):
+        return None
+    W = [_checked(path, arrays, f"live.W.{l}", w.shape, w.dtype) for l, w in enumerate(model.W)]
+    b = [_checked(path, arrays, f"live.b.{l}", bias.shape, bias.dtype) for l, bias in enumerate(model.b)]
+    return MLP(model.sizes, W, b)
 
 
 def _read_optimizer(path, arrays, meta, model) -> OptimizerState | None:

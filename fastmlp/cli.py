@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: none)")
     train.add_argument("--validation", type=int, metavar="N",
                        help="hold out the last N of those for tuning (reported per epoch)")
+    train.add_argument("--swa-start", type=int, metavar="EPOCH",
+                       help="stochastic weight averaging: average the weights at the end of "
+                            "epoch EPOCH (1-based) and of every later epoch, with equal weights; "
+                            "the saved model is that average (the live weights are saved beside "
+                            "it, for --resume) (default: off)")
     train.add_argument("--out", help=f"checkpoint to write after every epoch (default {DEFAULT_MODEL})")
     train.add_argument("--resume", metavar="PATH", help="continue the run saved in PATH")
     train.add_argument("--log", metavar="PATH", help="JSON lines, one per epoch")
@@ -127,10 +132,10 @@ def _run_train(args) -> int:
         saved = checkpoint.load(args.resume)
         config = _resumed_config(args, saved)
         try:
-            state = train.TrainState(saved.model, saved.optimizer, history=saved.meta.get("history", []),
-                                     **saved.meta["progress"])
+            state = train.TrainState.from_checkpoint(saved)
         except TypeError as exc:
             raise FastmlpError(f"{args.resume}: damaged training progress in metadata ({exc})") from None
+        _check_swa(args.resume, config, state)
         out = Path(args.out or args.resume)
     else:
         config = train.TrainConfig(**_given(args, _RECIPE_FLAGS))
@@ -157,11 +162,11 @@ def _run_train(args) -> int:
           f"({data.source}), {config.optimizer} lr {config.lr:g} {config.schedule}, "
           f"batch {config.batch_size}, {config.epochs} epochs, backend {backend.name}"
           + (f", augment {config.augment}" if config.augment != "none" else "")
+          + (f", SWA from epoch {config.swa_start}" if config.swa_start else "")
           + (f", resuming at epoch {state.epoch + 1}" if args.resume else ""))
 
     def save_checkpoint():
-        meta = train.checkpoint_meta(config, state, data)
-        checkpoint.save(out, checkpoint.Checkpoint(state.model, state.optimizer, meta))
+        checkpoint.save(out, train.to_checkpoint(config, state, data))
 
     log = open(args.log, "a" if args.resume else "w") if args.log else None
     bar = _progress_bar(n, quiet=args.quiet)
@@ -180,11 +185,13 @@ def _run_train(args) -> int:
         if log:
             log.write(json.dumps(record) + "\n")
             log.flush()
-        validation = (f"val {record['validation_accuracy'] * 100:6.2f}%  "
-                      if "validation_accuracy" in record else "")
         line = (f"epoch {record['epoch']:>3}  loss {record['loss']:.4f}  "
-                f"train {record['train_accuracy'] * 100:6.2f}%  {validation}"
-                f"test {record['test_accuracy'] * 100:6.2f}%  {record['seconds']:.2f} s")
+                f"train {record['train_accuracy'] * 100:6.2f}%  "
+                + _percent(record, "val", "validation_accuracy")
+                + _percent(record, "test", "test_accuracy")
+                + _percent(record, "swa val", "swa_validation_accuracy")
+                + _percent(record, "swa test", "swa_test_accuracy")
+                + f"{record['seconds']:.2f} s")
         (bar.write if bar else print)(line)
 
     try:
@@ -209,14 +216,23 @@ def _run_train(args) -> int:
         from fastmlp.plots import training_curves
         training_curves(state.history, args.plot)
     total = sum(r["seconds"] for r in state.history)
-    print(f"saved {out}: test accuracy {state.history[-1]['test_accuracy'] * 100:.2f}% "
-          f"after {state.epoch} epochs, {total:.1f} s of training")
+    last = state.history[-1]
+    model = (f"the SWA average of epochs {config.swa_start}-{state.epoch}: test accuracy "
+             f"{last['swa_test_accuracy'] * 100:.2f}% (last weights {last['test_accuracy'] * 100:.2f}%)"
+             if state.swa is not None else f"test accuracy {last['test_accuracy'] * 100:.2f}%")
+    print(f"saved {out}: {model} after {state.epoch} epochs, {total:.1f} s of training")
     return 0
+
+
+def _percent(record, label, key) -> str:
+    """One column of the epoch line, or nothing when the record lacks ``key``."""
+    return f"{label} {record[key] * 100:6.2f}%  " if key in record else ""
 
 
 # Flag name -> TrainConfig field, for the flags that define the recipe.
 _RECIPE_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "nesterov", "schedule",
-                 "warmup", "weight_decay", "label_smoothing", "seed", "dtype", "hidden", "limit", "validation", "augment")
+                 "warmup", "weight_decay", "label_smoothing", "seed", "dtype", "hidden", "limit", "validation",
+                 "augment", "swa_start")
 
 
 def _given(args, names) -> dict:
@@ -246,6 +262,21 @@ def _resumed_config(args, saved):
             raise FastmlpError(f"--{name.replace('_', '-')} {given[name]}: the resumed run was trained "
                                f"with {old}; a resumed run keeps its recipe (only --epochs may change)")
     return wanted
+
+
+def _check_swa(path, config, state) -> None:
+    """A resumed SWA average must hold exactly the epochs its recipe says it
+    does (swa_start..epoch), else training would continue a wrong mean."""
+    from fastmlp.train import epochs_averaged
+
+    def average(count):
+        return "no SWA average" if count == 0 else f"an SWA average of {count} epochs"
+
+    expected = epochs_averaged(config, state.epoch)
+    if state.swa_count != expected or (state.swa is None) != (expected == 0):
+        held = average(0 if state.swa is None else state.swa_count)
+        raise FastmlpError(f"{path}: damaged checkpoint: holds {held} after {state.epoch} epochs, "
+                           f"expected {average(expected)}")
 
 
 def _check_writable(path: Path, flag: str) -> None:

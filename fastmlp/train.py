@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from fastmlp import augment as augmentation
+from fastmlp.checkpoint import Checkpoint
 from fastmlp.errors import FastmlpError
 from fastmlp.evaluate import accuracy
 from fastmlp.model import DEFAULT_HIDDEN, DTYPES, MLP, parse_hidden
@@ -39,6 +40,7 @@ class TrainConfig:
     limit: int | None = None
     validation: int = 0
     augment: str = "none"
+    swa_start: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", parse_hidden(self.hidden))
@@ -62,6 +64,8 @@ class TrainConfig:
             (self.validation >= 0, f"--validation {self.validation}: must be >= 0"),
             (self.warmup is None or 0.0 <= self.warmup < 1.0,
              f"--warmup {self.warmup}: must be a fraction in [0, 1)"),
+            (self.swa_start is None or 1 <= self.swa_start <= self.epochs,
+             f"--swa-start {self.swa_start}: must be an epoch from 1 to --epochs ({self.epochs})"),
         ]
         for ok, message in checks:
             if not ok:
@@ -81,7 +85,11 @@ class TrainConfig:
 class TrainState:
     """Everything a resumed run needs besides the config. ``epoch`` epochs are
     complete; ``step`` batches of the next one are done, with their running
-    sums (so an interrupted epoch resumes where it stopped)."""
+    sums (so an interrupted epoch resumes where it stopped).
+
+    model: the live weights, the ones the optimizer moves. swa: with
+    ``--swa-start``, the mean of the weights at the end of the last
+    ``swa_count`` epochs (None before the first of them)."""
 
     model: MLP
     optimizer: OptimizerState
@@ -91,16 +99,32 @@ class TrainState:
     correct: int = 0
     seconds: float = 0.0
     history: list = field(default_factory=list)
+    swa: MLP | None = None
+    swa_count: int = 0
 
     @classmethod
     def fresh(cls, config: TrainConfig) -> "TrainState":
         model = MLP.init(config.hidden, seed=config.seed, dtype=config.dtype)
         return cls(model, init_state(config.optimizer_config(), model.W, model.b))
 
+    @classmethod
+    def from_checkpoint(cls, saved: Checkpoint) -> "TrainState":
+        """The state ``to_checkpoint`` saved. Raises TypeError when the
+        progress metadata has other keys than ``progress()`` writes."""
+        live, swa = (saved.model, None) if saved.live is None else (saved.live, saved.model)
+        return cls(live, saved.optimizer, history=saved.meta.get("history", []), swa=swa,
+                   **saved.meta["progress"])
+
+    @property
+    def result(self) -> MLP:
+        """The model the run produces (so far): the SWA average once it
+        exists, else the live weights."""
+        return self.model if self.swa is None else self.swa
+
     def progress(self) -> dict:
         """The resumable position, stored in checkpoint metadata."""
         return {"epoch": self.epoch, "step": self.step, "loss_sum": self.loss_sum,
-                "correct": self.correct, "seconds": self.seconds}
+                "correct": self.correct, "seconds": self.seconds, "swa_count": self.swa_count}
 
 
 def checkpoint_meta(config: TrainConfig, state: TrainState, data) -> dict:
@@ -110,6 +134,15 @@ def checkpoint_meta(config: TrainConfig, state: TrainState, data) -> dict:
             "data": {"source": str(data.source), "checksum": data.checksum},
             "rng": {"seed": config.seed, "scheme": "epoch order: default_rng([seed, epoch]); "
                                                    "augmentation: default_rng([seed, epoch, 1])"}}
+
+
+def to_checkpoint(config: TrainConfig, state: TrainState, data) -> Checkpoint:
+    """What ``fastmlp train`` saves after every epoch and on Ctrl-C. Its model
+    is ``state.result``, so evaluate, predict and the GUI use the SWA average
+    once there is one; the live weights are then stored beside it, which is
+    all ``--resume`` needs to continue bit-identically."""
+    live = None if state.swa is None else state.model
+    return Checkpoint(state.result, state.optimizer, checkpoint_meta(config, state, data), live=live)
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -124,6 +157,32 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return -(-n // batch_size)
 
 
+def epochs_averaged(config: TrainConfig, epochs_done: int) -> int:
+    """How many end-of-epoch weights the SWA average holds once ``epochs_done``
+    epochs are complete: those of epochs swa_start..epochs_done (1-based)."""
+    return 0 if config.swa_start is None else max(0, epochs_done - config.swa_start + 1)
+
+
+def average_in(average: MLP | None, model: MLP, count: int) -> MLP:
+    """The running mean of ``count`` models, the last of them ``model``:
+    avg_1 = w_1 (a copy), then avg_k = avg_{k-1} + (w_k - avg_{k-1}) / k for
+    every W[l] and b[l], in place. Equal weight per term.
+
+    In the model's dtype, not float64: the average is itself a model, run by
+    the same kernels, saved as the checkpoint's weights and reloaded bit for
+    bit on resume. Its rounding, about count / 2 ulps, is far below the
+    differences between the epochs' weights it averages.
+
+    No batch-norm statistics to recompute afterwards (SWA on networks with
+    batch norm needs that): this MLP has none, so the average is a complete
+    model."""
+    if count == 1:
+        return model.copy()
+    for a, w in zip(average.W + average.b, model.W + model.b):
+        a += (w - a) / a.dtype.type(count)
+    return average
+
+
 class Diverged(FastmlpError):
     """The loss became NaN or infinite; the weights in memory are unusable."""
 
@@ -133,7 +192,10 @@ def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
     """Train ``state`` up to ``config.epochs`` epochs on ``data`` (a Dataset).
     on_chunk(state, rows_done, chunk_loss) after every backend call;
     on_epoch(state, record) after every epoch, record = {"epoch", "loss",
-    "train_accuracy", "test_accuracy", "seconds"} (seconds: training only).
+    "train_accuracy", "test_accuracy", "seconds"} (seconds: training only;
+    accuracies of the live weights), plus "validation_accuracy" with
+    ``config.validation``, and "swa_test_accuracy" ("swa_validation_accuracy")
+    of the SWA average once it exists. The run's model is ``state.result``.
     Returns "done" or "stopped" (should_stop() became true between chunks).
     Raises Diverged on a non-finite loss."""
     X, y = training_rows(data, config)
@@ -193,6 +255,12 @@ def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
         }
         if len(X_val):
             record["validation_accuracy"] = accuracy(state.model, X_val, y_val, backend)
+        count = epochs_averaged(config, state.epoch + 1)
+        if count:
+            state.swa, state.swa_count = average_in(state.swa, state.model, count), count
+            record["swa_test_accuracy"] = accuracy(state.swa, data.X_test, data.y_test, backend)
+            if len(X_val):
+                record["swa_validation_accuracy"] = accuracy(state.swa, X_val, y_val, backend)
         state.history.append(record)
         state.epoch, state.step, state.loss_sum, state.correct, state.seconds = state.epoch + 1, 0, 0.0, 0, 0.0
         if on_epoch:

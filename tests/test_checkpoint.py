@@ -212,6 +212,70 @@ def test_optimizer_state_without_config_is_never_written_unreadable(tmp_path):
     assert loaded.optimizer.step == state.step
 
 
+# ------------------------------------------ live weights (stochastic weight averaging)
+
+def save_with_live(path, dtype="float32"):
+    """model: the average, live: the weights training continues from."""
+    average, live = make_model(dtype, seed=0), make_model(dtype, seed=5)
+    checkpoint.save(path, Checkpoint(average, make_optimizer("adam", live), make_meta("adam", dtype),
+                                     live=live))
+    return average, live
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_live_weights_round_trip(tmp_path, dtype):
+    path = tmp_path / "m.npz"
+    average, live = save_with_live(path, dtype)
+    loaded = checkpoint.load(path)
+    for saved, got in zip(average.W + average.b + live.W + live.b,
+                          loaded.model.W + loaded.model.b + loaded.live.W + loaded.live.b):
+        assert got.dtype == np.dtype(dtype) and np.array_equal(got, saved)
+    assert loaded.live.sizes == loaded.model.sizes
+
+
+def test_no_live_weights_loads_as_none(tmp_path):
+    path = tmp_path / "m.npz"
+    save_valid(path)
+    assert checkpoint.load(path).live is None
+    assert not [k for k in raw_arrays(path) if k.startswith("live.")]
+
+
+def test_export_of_a_checkpoint_with_live_weights(tmp_path):
+    """Its meta says live weights follow; a re-save without them must not say so."""
+    full, export = tmp_path / "full.npz", tmp_path / "export.npz"
+    save_with_live(full)
+    loaded = checkpoint.load(full)
+    checkpoint.save(export, Checkpoint(loaded.model, None, loaded.meta))
+    assert checkpoint.load(export).live is None
+
+
+@pytest.mark.parametrize("live", [make_model(seed=5, dtype="float64"),
+                                  MLP.init((8, 4), n_inputs=N_INPUTS)], ids=["dtype", "sizes"])
+def test_save_rejects_live_weights_unlike_the_model(tmp_path, live):
+    path = tmp_path / "m.npz"
+    with pytest.raises(FastmlpError, match="live weights"):
+        checkpoint.save(path, Checkpoint(make_model(), None, {}, live=live))
+    assert not path.exists()
+
+
+LIVE_DAMAGE = {
+    "missing": (lambda a: a.pop("live.W.1"), ["live.W.1", "missing"]),
+    "wrong shape": (lambda a: a.update({"live.b.0": a["live.b.0"][:-1]}), ["live.b.0", "shape"]),
+    "NaN": (lambda a: a["live.W.2"].__setitem__((0, 0), np.nan), ["live.W.2", "nan"]),
+}
+
+
+@pytest.mark.parametrize("case", list(LIVE_DAMAGE))
+def test_damaged_live_weights(tmp_path, case):
+    change, fragments = LIVE_DAMAGE[case]
+    path = tmp_path / "m.npz"
+    save_with_live(path)
+    arrays = raw_arrays(path)
+    change(arrays)
+    write_raw(path, arrays)
+    assert_load_error(path, *fragments)
+
+
 # -------------------------------------------------------------- damaged files
 
 def test_missing_file(tmp_path):

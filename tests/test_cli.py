@@ -69,10 +69,15 @@ def leftover_temp_files(directory):
 
 
 def assert_same_state(a, b):
-    """Two checkpoints hold bit-identical weights and optimizer state."""
+    """Two checkpoints hold bit-identical weights (model and, with SWA, the
+    live ones) and optimizer state."""
     assert a.model.sizes == b.model.sizes
     for x, y in zip(a.model.W + a.model.b, b.model.W + b.model.b):
         assert x.dtype == y.dtype and np.array_equal(x, y)
+    assert (a.live is None) == (b.live is None)
+    if a.live is not None:
+        for x, y in zip(a.live.W + a.live.b, b.live.W + b.live.b):
+            assert x.dtype == y.dtype and np.array_equal(x, y)
     assert a.optimizer.step == b.optimizer.step
     assert a.optimizer.slots.keys() == b.optimizer.slots.keys()
     for slot in a.optimizer.slots:
@@ -281,7 +286,8 @@ def one_epoch(tmp_path_factory):
 
 @pytest.mark.parametrize("flag", [("--lr", 0.5), ("--optimizer", "sgd"), ("--seed", 4),
                                   ("--hidden", "32"), ("--batch-size", 7), ("--limit", 999),
-                                  ("--schedule", "cosine"), ("--dtype", "float64")],
+                                  ("--schedule", "cosine"), ("--dtype", "float64"),
+                                  ("--swa-start", 1)],
                          ids=lambda f: f[0])
 def test_resume_with_conflicting_flag(one_epoch, flag):
     before = one_epoch.read_bytes()
@@ -339,7 +345,10 @@ def test_resume_missing_file(tmp_path):
     lambda meta: meta.update(progress=[0, 0]),
     lambda meta: meta["config"].update(bogus=1),
     lambda meta: meta["config"].update(batch_size="many"),
-], ids=["progress-extra-key", "progress-not-object", "config-extra-key", "config-bad-type"])
+    lambda meta: meta["progress"].update(swa_count=1),
+    lambda meta: meta["config"].update(swa_start=1),
+], ids=["progress-extra-key", "progress-not-object", "config-extra-key", "config-bad-type",
+        "swa-count-without-average", "swa-start-without-average"])
 def test_resume_from_tampered_metadata(tmp_path, one_epoch, change):
     """Regression: the CLI builds TrainState(**meta["progress"]) and TrainConfig(**config)
     from unvalidated checkpoint metadata, so an edited (or newer-version) file
@@ -359,6 +368,65 @@ def test_resume_from_tampered_metadata(tmp_path, one_epoch, change):
     result = run_module("train", "--resume", path, "--epochs", 3, "--quiet")
     assert result.returncode == 2, result.stderr
     assert_one_line_error(result.stderr, path)
+
+
+# ---------------------------------------------------------------------- SWA
+
+SWA_LOG_KEYS = LOG_KEYS | {"swa_test_accuracy"}
+
+
+@pytest.fixture(scope="module")
+def swa_run(tmp_path_factory):
+    """3 epochs averaging epochs 2 and 3."""
+    directory = tmp_path_factory.mktemp("swa")
+    paths = {"npz": directory / "swa.npz", "log": directory / "swa.jsonl"}
+    code, out, err = run("train", *RECIPE, "--epochs", 3, "--swa-start", 2,
+                         "--out", paths["npz"], "--log", paths["log"])
+    assert code == 0, err
+    return {"out": out, **paths}
+
+
+def test_swa_saves_the_average_as_the_model(swa_run):
+    saved = checkpoint.load(swa_run["npz"])
+    assert saved.meta["config"]["swa_start"] == 2 and saved.meta["progress"]["swa_count"] == 2
+    assert saved.live is not None and not np.array_equal(saved.model.W[0], saved.live.W[0])
+    records = [json.loads(line) for line in swa_run["log"].read_text().splitlines()]
+    assert [set(r) for r in records] == [LOG_KEYS, SWA_LOG_KEYS, SWA_LOG_KEYS]
+    # evaluate (like predict and the GUI) uses the checkpoint's model: the average.
+    code, out, err = run("evaluate", swa_run["npz"], "--json")
+    assert code == 0, err
+    assert json.loads(out)["accuracy"] == records[-1]["swa_test_accuracy"]
+    assert "SWA average of epochs 2-3" in swa_run["out"].splitlines()[-1]
+    assert "swa test" in swa_run["out"].splitlines()[-2]
+
+
+def test_swa_finished_run_extends_bit_identically(tmp_path):
+    """A finished SWA run's checkpoint holds the average as its model and the
+    live weights beside it: --resume --epochs N continues from the live
+    weights, and the average from its count."""
+    full, part = tmp_path / "full.npz", tmp_path / "part.npz"
+    code, _, err = run("train", *RECIPE, "--epochs", 3, "--swa-start", 1, "--out", full)
+    assert code == 0, err
+    code, _, err = run("train", *RECIPE, "--epochs", 2, "--swa-start", 1, "--out", part)
+    assert code == 0, err
+    code, _, err = run("train", "--resume", part, "--epochs", 3, "--quiet")
+    assert code == 0, err
+    whole, resumed = checkpoint.load(full), checkpoint.load(part)
+    assert_same_state(whole, resumed)
+    assert without_seconds(whole.meta["history"]) == without_seconds(resumed.meta["history"])
+
+
+def test_resume_checkpoint_from_before_swa_existed(tmp_path, one_epoch):
+    """Checkpoints written before --swa-start have neither config.swa_start nor
+    progress.swa_count: they resume as runs without SWA."""
+    old = tmp_path / "old.npz"
+    saved = checkpoint.load(one_epoch)
+    del saved.meta["config"]["swa_start"], saved.meta["progress"]["swa_count"]
+    checkpoint.save(old, saved)
+    code, _, err = run("train", "--resume", old, "--epochs", 2, "--quiet")
+    assert code == 0, err
+    resumed = checkpoint.load(old)
+    assert resumed.live is None and resumed.meta["config"]["swa_start"] is None
 
 
 # ------------------------------------------------------------------- Ctrl-C
@@ -391,8 +459,12 @@ INTERRUPT_RECIPE = ("--limit", 3000, "--batch-size", 32, "--optimizer", "adamw",
                     "--schedule", "constant", "--seed", 5, "--quiet")
 
 
-def test_sigint_saves_and_resumes_bit_identically(tmp_path):
-    proc = _start_training(tmp_path, *INTERRUPT_RECIPE, "--epochs", 50, "--out", "ck.npz")
+@pytest.mark.parametrize("swa", [(), ("--swa-start", 1)], ids=["plain", "swa"])
+def test_sigint_saves_and_resumes_bit_identically(tmp_path, swa):
+    """With --swa-start 1 the interrupted checkpoint holds the average of the
+    epochs done and the live weights; the resumed run must end with the same
+    average (the saved model) and live weights as an uninterrupted one."""
+    proc = _start_training(tmp_path, *INTERRUPT_RECIPE, *swa, "--epochs", 50, "--out", "ck.npz")
     try:
         _wait_for_line(proc, "epoch ")  # epoch 1 is done and saved; now in epoch 2
         time.sleep(0.1)  # land somewhere inside the epoch
@@ -408,6 +480,7 @@ def test_sigint_saves_and_resumes_bit_identically(tmp_path):
     ck = tmp_path / "ck.npz"
     saved = checkpoint.load(ck)
     progress = saved.meta["progress"]
+    assert (saved.live is not None) == bool(swa)
     assert progress["epoch"] >= 1
     assert 0 <= progress["step"] < -(-3000 // 32)
     epochs = progress["epoch"] + 1  # finish the interrupted epoch (mid-epoch resume)
@@ -416,7 +489,7 @@ def test_sigint_saves_and_resumes_bit_identically(tmp_path):
     code, out, err = run("train", "--resume", ck, "--epochs", epochs, "--quiet")
     assert code == 0, err
     reference = tmp_path / "ref.npz"
-    code, out, err = run("train", *INTERRUPT_RECIPE, "--epochs", epochs, "--out", reference)
+    code, out, err = run("train", *INTERRUPT_RECIPE, *swa, "--epochs", epochs, "--out", reference)
     assert code == 0, err
 
     resumed, uninterrupted = checkpoint.load(ck), checkpoint.load(reference)
@@ -486,6 +559,9 @@ INVALID_TRAIN = {
     "warmup 1": (["--warmup", "1"], ["--warmup"]),
     "weight-decay -1": (["--weight-decay=-1"], ["--weight-decay"]),
     "label-smoothing 1": (["--label-smoothing", "1"], ["--label-smoothing"]),
+    "swa-start 0": (["--swa-start", "0"], ["--swa-start 0"]),
+    "swa-start after the last epoch": (["--swa-start", "2"], ["--swa-start 2", "--epochs (1)"]),
+    "swa-start x": (["--swa-start", "x"], ["--swa-start", "'x'"]),
     "dtype float16": (["--dtype", "float16"], ["float16"]),
     "unknown flag": (["--lr-max", "3"], ["--lr-max"]),
     "out missing dir": (["--out", "/nonexistent/dir/m.npz"], ["/nonexistent/dir"]),

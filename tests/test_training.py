@@ -1,14 +1,18 @@
 """The training loop on the reference backend: learning, determinism, the
-last partial batch, stop-and-resume, divergence, schedules, config checks."""
+last partial batch, stop-and-resume, divergence, schedules, config checks,
+stochastic weight averaging (also on the Numba backend)."""
 
 import numpy as np
 import pytest
 
+from fastmlp import checkpoint
 from fastmlp.data import load_dataset
 from fastmlp.errors import FastmlpError
+from fastmlp.evaluate import accuracy
 from fastmlp.kernels import get_backend
 from fastmlp.schedules import learning_rates
-from fastmlp.train import Diverged, TrainConfig, TrainState, epoch_order, run
+from fastmlp.train import (Diverged, TrainConfig, TrainState, epoch_order, run, to_checkpoint,
+                           validation_rows)
 
 ref = get_backend("numpy")
 
@@ -18,10 +22,14 @@ def mnist():
     return load_dataset()
 
 
-def _train(config, data, state=None, **callbacks):
+def _train(config, data, state=None, backend=ref, **callbacks):
     state = state or TrainState.fresh(config)
-    status = run(config, data, ref, state, **callbacks)
+    status = run(config, data, backend, state, **callbacks)
     return state, status
+
+
+def _params(model):
+    return model.W + model.b
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "adamw"])
@@ -106,6 +114,7 @@ def test_schedules_peak_at_lr_and_stay_positive(schedule):
     ("epochs", 0), ("batch_size", 0), ("lr", 0.0), ("lr", -1.0), ("optimizer", "rmsprop"),
     ("schedule", "step"), ("hidden", "128,0"), ("hidden", "abc"), ("limit", 0),
     ("dtype", "float16"), ("weight_decay", -1.0), ("label_smoothing", 1.0),
+    ("swa_start", 0), ("swa_start", 21),  # epochs is 20
 ])
 def test_invalid_config_is_a_one_line_error(field, value):
     with pytest.raises(FastmlpError) as error:
@@ -129,3 +138,78 @@ def test_validation_rows_are_held_out_from_training(mnist):
     assert 0.3 < state.history[0]["validation_accuracy"] <= 1.0  # well above chance (0.1)
     with pytest.raises(FastmlpError, match="--validation 1000"):
         training_rows(mnist, TrainConfig(epochs=1, limit=1000, validation=1000))
+
+
+# --------------------------------------------------- stochastic weight averaging
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_swa_is_the_mean_of_the_end_of_epoch_weights(mnist, backend):
+    backend = get_backend(backend)
+    config = TrainConfig(epochs=4, limit=1000, swa_start=2)
+    ends = []  # the live weights after every epoch, copied
+    state, status = _train(config, mnist, backend=backend,
+                           on_epoch=lambda s, record: ends.append(s.model.copy()))
+    assert status == "done" and state.swa_count == 3
+    for l, average in enumerate(_params(state.swa)):
+        mean = np.mean([_params(model)[l].astype(np.float64) for model in ends[1:]], axis=0)
+        assert average.dtype == np.float32
+        # float32 rounding only: far below the epoch-to-epoch change of the weights.
+        np.testing.assert_allclose(average, mean, rtol=1e-5, atol=1e-7)
+    # The last weights are the live ones, and the run produces the average.
+    assert all(np.array_equal(a, b) for a, b in zip(_params(state.model), _params(ends[-1])))
+    assert state.result is state.swa
+
+
+def test_swa_does_not_change_training_and_is_reported_once_it_exists(mnist):
+    plain, _ = _train(TrainConfig(epochs=3, limit=1000), mnist)
+    swa, _ = _train(TrainConfig(epochs=3, limit=1000, validation=200, swa_start=2), mnist)
+    for record in plain.history:
+        assert "swa_test_accuracy" not in record
+    assert "swa_test_accuracy" not in swa.history[0] and "swa_validation_accuracy" not in swa.history[0]
+    assert swa.history[-1]["swa_test_accuracy"] == accuracy(swa.swa, mnist.X_test, mnist.y_test, ref)
+    X_val, y_val = validation_rows(mnist, TrainConfig(epochs=3, limit=1000, validation=200))
+    assert swa.history[-1]["swa_validation_accuracy"] == accuracy(swa.swa, X_val, y_val, ref)
+    # Epoch 2 alone: the average of one model is that model.
+    assert swa.history[1]["swa_test_accuracy"] == swa.history[1]["test_accuracy"]
+    # --validation holds rows out, so compare against a run on the same rows.
+    same_rows, _ = _train(TrainConfig(epochs=3, limit=800), mnist)
+    assert all(np.array_equal(a, b) for a, b in zip(_params(swa.model), _params(same_rows.model)))
+    assert plain.swa is None and plain.result is plain.model
+
+
+# Stops (numpy: one batch per call, 24 batches per epoch): in epoch 1 (before
+# the average exists), in epoch 2, between epochs 2 and 3 (the average holds
+# epoch 2), in epoch 3.
+@pytest.mark.parametrize("calls", [10, 30, 48, 55])
+def test_swa_stop_save_load_resume_is_bit_identical(mnist, tmp_path, calls):
+    config = TrainConfig(epochs=3, limit=3000, optimizer="adam", lr=1e-3, swa_start=2)
+    whole, _ = _train(config, mnist)
+
+    chunks = []
+    stopped, status = _train(config, mnist, on_chunk=lambda s, rows, loss: chunks.append(rows),
+                             should_stop=lambda: len(chunks) == calls)
+    assert status == "stopped" and (stopped.epoch, stopped.step) == divmod(calls, 24)
+    assert stopped.swa_count == max(0, stopped.epoch - 1)
+    path = tmp_path / "stopped.npz"
+    checkpoint.save(path, to_checkpoint(config, stopped, mnist))
+    resumed = TrainState.from_checkpoint(checkpoint.load(path))
+    _, status = _train(config, mnist, state=resumed)
+
+    assert status == "done" and resumed.swa_count == whole.swa_count == 2
+    for a, b in zip(_params(whole.model) + _params(whole.swa),
+                    _params(resumed.model) + _params(resumed.swa)):
+        assert np.array_equal(a, b)
+    assert [r["swa_test_accuracy"] for r in whole.history[1:]] == \
+        [r["swa_test_accuracy"] for r in resumed.history[1:]]
+
+
+def test_swa_checkpoint_holds_the_average_as_its_model(mnist, tmp_path):
+    config = TrainConfig(epochs=2, limit=1000, swa_start=1)
+    state, _ = _train(config, mnist)
+    path = tmp_path / "swa.npz"
+    checkpoint.save(path, to_checkpoint(config, state, mnist))
+    saved = checkpoint.load(path)
+    assert all(np.array_equal(a, b) for a, b in zip(_params(saved.model), _params(state.swa)))
+    assert all(np.array_equal(a, b) for a, b in zip(_params(saved.live), _params(state.model)))
+    assert not np.array_equal(saved.model.W[0], saved.live.W[0])
+    assert saved.meta["progress"]["swa_count"] == 2
