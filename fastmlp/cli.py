@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--warmup", type=float, help="warm-up fraction of all steps")
     train.add_argument("--weight-decay", type=float)
     train.add_argument("--label-smoothing", type=float)
+    train.add_argument("--dropout", type=float, metavar="RATE",
+                       help="drop each hidden unit with this probability while training "
+                            "(inverted dropout; default 0: off)")
     train.add_argument("--seed", type=int)
     train.add_argument("--dtype", help="float32 or float64")
     train.add_argument("--hidden", help="hidden layer sizes, e.g. 128,64")
@@ -162,6 +165,7 @@ def _run_train(args) -> int:
           f"({data.source}), {config.optimizer} lr {config.lr:g} {config.schedule}, "
           f"batch {config.batch_size}, {config.epochs} epochs, backend {backend.name}"
           + (f", augment {config.augment}" if config.augment != "none" else "")
+          + (f", dropout {config.dropout:g}" if config.dropout else "")
           + (f", SWA from epoch {config.swa_start}" if config.swa_start else "")
           + (f", resuming at epoch {state.epoch + 1}" if args.resume else ""))
 
@@ -231,7 +235,7 @@ def _percent(record, label, key) -> str:
 
 # Flag name -> TrainConfig field, for the flags that define the recipe.
 _RECIPE_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "nesterov", "schedule",
-                 "warmup", "weight_decay", "label_smoothing", "seed", "dtype", "hidden", "limit", "validation",
+                 "warmup", "weight_decay", "label_smoothing", "dropout", "seed", "dtype", "hidden", "limit", "validation",
                  "augment", "swa_start")
 
 

@@ -34,6 +34,7 @@ class TrainConfig:
     warmup: float | None = None
     weight_decay: float = 1e-3
     label_smoothing: float = 0.0
+    dropout: float = 0.0
     seed: int = 0
     dtype: str = "float32"
     hidden: tuple = DEFAULT_HIDDEN
@@ -59,6 +60,7 @@ class TrainConfig:
             (self.weight_decay >= 0.0, f"--weight-decay {self.weight_decay}: must be >= 0"),
             (0.0 <= self.label_smoothing < 1.0,
              f"--label-smoothing {self.label_smoothing}: must be in [0, 1)"),
+            (0.0 <= self.dropout < 1.0, f"--dropout {self.dropout}: must be in [0, 1)"),
             (self.dtype in DTYPES, f"--dtype {self.dtype}: must be one of {', '.join(DTYPES)}"),
             (self.limit is None or self.limit >= 1, f"--limit {self.limit}: must be positive"),
             (self.validation >= 0, f"--validation {self.validation}: must be >= 0"),
@@ -133,7 +135,8 @@ def checkpoint_meta(config: TrainConfig, state: TrainState, data) -> dict:
     return {"config": config.to_dict(), "history": state.history, "progress": state.progress(),
             "data": {"source": str(data.source), "checksum": data.checksum},
             "rng": {"seed": config.seed, "scheme": "epoch order: default_rng([seed, epoch]); "
-                                                   "augmentation: default_rng([seed, epoch, 1])"}}
+                                                   "augmentation: default_rng([seed, epoch, 1]); "
+                                                   "dropout key: default_rng([seed, epoch, 2])"}}
 
 
 def to_checkpoint(config: TrainConfig, state: TrainState, data) -> Checkpoint:
@@ -150,6 +153,14 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     own generator, seeded by (seed, epoch): the RNG state of any epoch is
     restored from those two numbers, so resuming needs nothing else."""
     return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int64)
+
+
+def dropout_key(seed: int, epoch: int) -> int:
+    """The dropout masks' key for ``epoch``, in [0, 2^63): drawn from its own
+    generator seeded by (seed, epoch, 2), so a resumed epoch drops the same
+    units (the mask of a row is a function of this key and its position in
+    the epoch's order; see the backends' dropout_factors)."""
+    return int(np.random.default_rng([seed, epoch, 2]).integers(0, 2**63))
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -214,6 +225,7 @@ def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
 
     while state.epoch < config.epochs:
         order = epoch_order(config.seed, state.epoch, n)
+        dropout = (config.dropout, dropout_key(config.seed, state.epoch)) if config.dropout else None
         lrs = lrs_all[state.epoch * spe:(state.epoch + 1) * spe]
         X_epoch = X
         if aug.enabled:
@@ -236,7 +248,7 @@ def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
             with np.errstate(over="ignore", invalid="ignore"):
                 loss_sum, correct = backend.train_batches(
                     W, b, state.optimizer, X_epoch, y, order, batch_size, first, stop,
-                    lrs[first:stop], opt, config.label_smoothing)
+                    lrs[first:stop], opt, config.label_smoothing, dropout)
             state.seconds += time.perf_counter() - start
             if not math.isfinite(loss_sum):
                 raise Diverged(f"loss became {loss_sum} in epoch {state.epoch + 1}, batch {first + 1}; "

@@ -52,9 +52,13 @@ Whole network (a compiled backend may implement these wholesale):
 forward(W, b, X) -> probs
     probs: (n, K) a new array, softmax of the last layer.
 
-forward_backward(W, b, X, y, dW, db, smoothing=0.0) -> (loss, correct)
+forward_backward(W, b, X, y, dW, db, smoothing=0.0, dropout=None) -> (loss, correct)
     One batch: loss is the mean cross-entropy, correct the number of rows
     whose argmax equals y. dW, db WRITTEN with the gradient of the loss.
+    dropout = (rate, key, first): inverted dropout on every hidden layer,
+    row r of X at epoch position first + r; a unit's factor (0 or
+    1 / (1 - rate)) is a pure function of (key, position, unit), defined by
+    the reference's dropout_factors, which every backend reproduces bit for bit.
 
 optimizer_step(W, b, dW, db, state, lr, opt) -> None
     One update of every parameter with the optimizer ``opt``
@@ -62,14 +66,15 @@ optimizer_step(W, b, dW, db, state, lr, opt) -> None
     W, b and the optimizer's slot arrays in ``state`` WRITTEN, state.step += 1.
 
 train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
-              smoothing=0.0) -> (loss_sum, correct)
+              smoothing=0.0, dropout=None) -> (loss_sum, correct)
     Batches number first..stop-1 of an epoch: batch j holds the rows
     order[j*batch_size : (j+1)*batch_size] of X, y (the last may be
     partial). For each: forward_backward, then optimizer_step with
     lr = lrs[j - first]. loss_sum = sum over batches of loss * rows.
     X: (N, 784)  y: (N,)  order: (N,) int64 permutation  lrs: (stop-first,)
-    float64. W, b, state WRITTEN. The epoch driver calls this in chunks so
-    it can report progress and stop cleanly between chunks.
+    float64. dropout: None or (rate, key); batch j's rows are at positions
+    j*batch_size, ... of the epoch. W, b, state WRITTEN. The epoch driver
+    calls this in chunks so it can report progress and stop cleanly between chunks.
 
 Data augmentation (the equations are in kernels/augment_numpy.py):
 

@@ -315,6 +315,21 @@ def _relu_gather(out, idx, val):
     return _gather_nonzeros(out, idx, val)
 
 
+@_jit(inline=True)
+def _dropout_row(out, key, counter, threshold, scale):
+    """out[u] *= scale if unit u is kept, else 0 (the reference's
+    dropout_factors): kept when splitmix64(key + (counter + u) * golden) >> 40
+    >= threshold. key, counter, threshold: uint64 (wrapping arithmetic);
+    scale: out's dtype. out: (o,) written."""
+    zero = out.dtype.type(0)
+    for u in range(out.shape[0]):
+        z = key + (counter + np.uint64(u)) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+        out[u] = out[u] * (scale if (z >> np.uint64(40)) >= threshold else zero)
+
+
 @_jit()
 def _accumulate_rows(out, M, start, row_len, idx, val, c):
     """out += sum_t val[t] * M[idx[t], :] for t < c, added in the order t = 0, 1, ...
@@ -743,12 +758,16 @@ def _scratch(sizes, n, dtype_of):
 
 
 @_jit()
-def _batch_forward_backward(P, sizes, X, y, rows, n_batch, t_off, t_on, act, nzi, nzv, nzc,
-                            grad, delta, WT, start, ri, rv, idx, val, logp):
+def _batch_forward_backward(P, sizes, X, y, rows, n_batch, t_off, t_on, drop, pos, act, nzi,
+                            nzv, nzc, grad, delta, WT, start, ri, rv, idx, val, logp):
     """Forward and backward through the network P for the rows X[rows], part
     of a batch of n_batch rows (the loss is the batch mean: gradients scale by
     1 / n_batch). rows: (n,) int64; t_off, t_on: the smoothed targets
-    (_smoothed_targets). Scratch: one slice's, laid out as above, for >= n rows.
+    (_smoothed_targets). drop = (threshold, scale, key): dropout on the hidden
+    layers unless threshold is 0, rows[r] being at position pos + r of the
+    epoch (the reference's dropout_factors); scale is float64, applied in X's
+    dtype as the reference's cast factors are.
+    Scratch: one slice's, laid out as above, for >= n rows.
     grad written (every entry): these rows' part of the gradient.
     Returns (sum over the rows of sum_k t_k log p_k; rows classified right)."""
     L = sizes.shape[0] - 1
@@ -760,6 +779,11 @@ def _batch_forward_backward(P, sizes, X, y, rows, n_batch, t_off, t_on, act, nzi
     woff, boff = _param_offsets(sizes)
     aoff, zoff, toff = _layout(sizes, n)
     K = sizes[L]
+    threshold, key = np.uint64(drop[0]), np.uint64(drop[2])
+    scale = dt(drop[1]) if drop[0] > 0 else dt(1)   # relu_backward's factor for an active unit
+    H = np.uint64(0)            # hidden units in all: a row's dropout counters
+    for l in range(1, L):
+        H += np.uint64(sizes[l])
 
     # forward, one row at a time through all layers (it stays in cache)
     tlogp = 0.0
@@ -773,14 +797,20 @@ def _batch_forward_backward(P, sizes, X, y, rows, n_batch, t_off, t_on, act, nzi
                 _prefetch(ahead, k)
         nzc[0, r] = _gather_nonzeros(X[row], _row(nzi, zoff, 0, sizes[0] + PAD, r),
                                      _row(nzv, zoff, 0, sizes[0] + PAD, r))
+        unit0 = np.uint64(0)    # this layer's first unit among the H hidden ones
         for l in range(L):
             out = _row(act, aoff, l, sizes[l + 1], r)
             _copy(P[boff[l]:woff[l + 1]], out)
             _accumulate_rows(out, P, woff[l], sizes[l + 1], _row(nzi, zoff, l, sizes[l] + PAD, r),
                              _row(nzv, zoff, l, sizes[l] + PAD, r), nzc[l, r])
             if l < L - 1:
-                nzc[l + 1, r] = _relu_gather(out, _row(nzi, zoff, l + 1, sizes[l + 1] + PAD, r),
-                                             _row(nzv, zoff, l + 1, sizes[l + 1] + PAD, r))
+                hidx = _row(nzi, zoff, l + 1, sizes[l + 1] + PAD, r)
+                hval = _row(nzv, zoff, l + 1, sizes[l + 1] + PAD, r)
+                nzc[l + 1, r] = _relu_gather(out, hidx, hval)
+                if threshold > 0:   # then drop units and gather again
+                    _dropout_row(out, key, np.uint64(pos + r) * H + unit0, threshold, scale)
+                    nzc[l + 1, r] = _gather_nonzeros(out, hidx, hval)
+                unit0 += np.uint64(sizes[l + 1])
         logits = _row(act, aoff, L - 1, K, r)
         tlogp += _softmax_xent_row(logits, y[row], logp, dlogits[r], t_off, t_on, dt(n_batch))
         correct += _argmax(logits) == y[row]
@@ -807,8 +837,8 @@ def _batch_forward_backward(P, sizes, X, y, rows, n_batch, t_off, t_on, act, nzi
                 dx[:] = 0
                 _accumulate_rows(dx, WT, toff[l], i, idx, val, _gather_nonzeros(dY[r], idx, val))
                 a = A[r]
-                for k in range(i):   # relu_backward: A == 0 is inactive
-                    dx[k] = dx[k] * dt(a[k] > 0)
+                for k in range(i):   # relu_backward (times the dropout factor): A == 0 is inactive
+                    dx[k] = dx[k] * (scale if a[k] > 0 else dt(0))
             q = 1 - q
     return tlogp, correct
 
@@ -837,14 +867,15 @@ def _update_span(p, g, s1, s2, lo, hi, kind, lr, momentum, nesterov, beta1, beta
 
 
 @_jit(parallel=True)
-def _on_slices(phase, P, S1, S2, sizes, woff, boff, X, y, rows, t_off, t_on, scratch, tlogp,
-               correct, hyper, step):
+def _on_slices(phase, P, S1, S2, sizes, woff, boff, X, y, rows, t_off, t_on, drop, pos,
+               scratch, tlogp, correct, hyper, step):
     """One phase of a training step, in SLICES fixed parts on up to SLICES
     threads (the current numba.get_num_threads(); with one the parts run in
     turn, to the same bits).
-    phase 0: slice s of the batch X[rows] (rows cut by _slice_rows): its
-      gradient into grad[s] = scratch[4][s], its loss terms and right answers
-      into tlogp[s], correct[s].
+    phase 0: slice s of the batch X[rows] (rows cut by _slice_rows; rows[0]
+      at position pos of the epoch, for dropout) : its gradient into
+      grad[s] = scratch[4][s], its loss terms and right answers into
+      tlogp[s], correct[s].
     phase 1: part s (a fixed element range) of every tensor: add up the
       slices' gradients there, then update P (and the slots S1, S2) with
       hyper = (kind, lr, momentum, nesterov, beta1, beta2, eps, weight_decay)
@@ -858,9 +889,9 @@ def _on_slices(phase, P, S1, S2, sizes, woff, boff, X, y, rows, t_off, t_on, scr
         if phase == 0:
             lo, hi = _slice_rows(rows.shape[0], s)
             tlogp[s], correct[s] = _batch_forward_backward(
-                P, sizes, X, y, rows[lo:hi], rows.shape[0], t_off, t_on, act[s], nzi[s], nzv[s],
-                nzc[s], grad[s], delta[s], WT[s], start[s], ri[s], rv[s], idx[s], val[s],
-                logp[s])
+                P, sizes, X, y, rows[lo:hi], rows.shape[0], t_off, t_on, drop, pos + lo, act[s],
+                nzi[s], nzv[s], nzc[s], grad[s], delta[s], WT[s], start[s], ri[s], rv[s], idx[s],
+                val[s], logp[s])
         else:
             for l in range(sizes.shape[0] - 1):
                 for first, end, wd in ((woff[l], boff[l], weight_decay),
@@ -873,9 +904,10 @@ def _on_slices(phase, P, S1, S2, sizes, woff, boff, X, y, rows, t_off, t_on, scr
 
 @_jit()
 def _train_chunk(P, S1, S2, sizes, X, y, order, batch_size, first, stop, lrs, kind, momentum,
-                 nesterov, beta1, beta2, eps, weight_decay, step0, smoothing, scratch):
+                 nesterov, beta1, beta2, eps, weight_decay, step0, smoothing, drop, scratch):
     """Batches first..stop-1: batch j is X[order[j*batch_size:(j+1)*batch_size]],
     then the update with lrs[j - first], as update number step0 + j - first + 1.
+    drop: _dropout_args (threshold 0: none).
     scratch: _scratch(sizes, min(batch_size, len(order)), X).
     P, S1, S2 written. Returns (loss_sum over rows, float64; rows right)."""
     N = order.shape[0]
@@ -889,8 +921,8 @@ def _train_chunk(P, S1, S2, sizes, X, y, order, batch_size, first, stop, lrs, ki
         rows = order[j * batch_size:min((j + 1) * batch_size, N)]
         hyper = (kind, lrs[j - first], momentum, nesterov, beta1, beta2, eps, weight_decay)
         for phase in range(2):  # the gradient, then the update
-            _on_slices(phase, P, S1, S2, sizes, woff, boff, X, y, rows, t_off, t_on, scratch,
-                       tlogp, correct, hyper, step0 + j - first + 1)
+            _on_slices(phase, P, S1, S2, sizes, woff, boff, X, y, rows, t_off, t_on, drop,
+                       j * batch_size, scratch, tlogp, correct, hyper, step0 + j - first + 1)
         for s in range(SLICES):
             loss_sum -= tlogp[s]
             right += correct[s]
@@ -965,12 +997,15 @@ def forward(W, b, X):
     return probs
 
 
-def forward_backward(W, b, X, y, dW, db, smoothing=0.0):
+def forward_backward(W, b, X, y, dW, db, smoothing=0.0, dropout=None):
     """Backpropagation for one batch (Nielsen's equations, rows as samples):
         forward:   A[0] = X,  A[l+1] = relu(A[l] @ W[l] + b[l]),  last layer no ReLU
         output:    delta = dL/dlogits = (softmax - targets) / n
         backward:  dW[l] = A[l].T @ delta,  db[l] = sum_rows delta,
                    delta = (delta @ W[l].T) * (A[l] > 0)
+    With dropout = (rate, key, first): each hidden A[l+1] is multiplied by its
+    dropout factors F (dropout_factors, rows at positions first, first+1, ...)
+    and the backward pass by the same F: delta = (delta @ W[l].T) * F * (A[l] > 0).
     X: (n, i_0)  y: (n,) int64. dW, db written. Returns (loss, correct)."""
     Ws, bs = _params(W, b)
     dWs, dbs = _params(dW, db)
@@ -985,8 +1020,8 @@ def forward_backward(W, b, X, y, dW, db, smoothing=0.0):
     tlogp, correct = np.zeros(SLICES), np.zeros(SLICES, np.int64)
     with _threads(1):  # one batch: not worth two threads' synchronisation
         _on_slices(0, P, P, P, sizes, *_param_offsets(sizes), X, y, _int64(np.arange(n)), t_off,
-                   t_on, scratch, tlogp,
-                   correct, (0, 0.0, 0.0, False, 0.0, 0.0, 0.0, 0.0), 0)
+                   t_on, _dropout_args(dropout), 0 if dropout is None else int(dropout[2]),
+                   scratch, tlogp, correct, (0, 0.0, 0.0, False, 0.0, 0.0, 0.0, 0.0), 0)
     parts = scratch[4]
     grad = parts[0]
     for part in parts[1:]:  # slice order, as in training
@@ -1013,9 +1048,11 @@ def optimizer_step(W, b, dW, db, state, lr, opt):
 
 
 def train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
-                  smoothing=0.0):
+                  smoothing=0.0, dropout=None):
     """Train on batches first..stop-1 of the epoch whose row order is ``order``.
-    Returns (loss_sum, correct): loss summed per row, rows classified right.
+    dropout: None or (rate, key), the row at position p of ``order`` getting
+    the dropout_factors of p. Returns (loss_sum, correct): loss summed per
+    row, rows classified right.
     The chunk runs in compiled calls that release the GIL; W, b and the
     optimizer slots are packed into flat vectors for it and written back after."""
     Ws, bs = _params(W, b)
@@ -1046,7 +1083,7 @@ def train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
         with _threads(SLICES if threads else 1):
             part_loss, part_correct = _train_chunk(
                 P, S1, S2, sizes, X, y, order, batch_size, lo, hi, lrs[lo - first:], *hyper,
-                int(state.step) + lo - first, float(smoothing), scratch)
+                int(state.step) + lo - first, float(smoothing), _dropout_args(dropout), scratch)
         _THREADS.record(threads, (time.perf_counter() - start) / (hi - lo))
         loss_sum += part_loss
         correct += part_correct
@@ -1201,6 +1238,16 @@ def _unpack(flat, Ws, bs):
         for a in pair:
             a.reshape(-1)[:] = flat[offset:offset + a.size]
             offset += a.size
+
+
+def _dropout_args(dropout):
+    """(threshold, scale, key) for the kernels from dropout = (rate, key, ...)
+    or None: threshold = round(rate * 2^24) (0: no dropout), scale =
+    1 / (1 - rate) in float64, as the reference's dropout_factors computes them."""
+    if dropout is None or not dropout[0] > 0:
+        return (0, 1.0, 0)
+    rate, key = float(dropout[0]), int(dropout[1])
+    return (int(round(rate * 2**24)), 1.0 / (1.0 - rate), key)
 
 
 def _check_labels(y, K):

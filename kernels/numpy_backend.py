@@ -111,18 +111,66 @@ def forward(W, b, X):
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def forward_backward(W, b, X, y, dW, db, smoothing=0.0):
+def dropout_factors(dropout, positions, sizes):
+    """Inverted dropout (Srivastava et al. 2014) on every hidden layer: the
+    factor each hidden unit's activation is multiplied by while training,
+    0 for a dropped unit and 1 / (1 - rate) for a kept one (so the expected
+    activation is unchanged and inference needs no rescaling).
+    dropout: (rate, key); positions: (n,) int64, each row's position in the
+    epoch's order; sizes: the layer widths (i_0, o_0, ..., o_{L-1}).
+    Returns [f_0, ..., f_{L-2}], f_l: (n, o_l) float64 (0 or the scale).
+
+    Unit u of hidden layer l in the row at position p is kept when
+    hash(key, p * H + offset_l + u) >= rate * 2^24 (H hidden units in all;
+    _keep_hash below): a pure function of (key, position, unit), so every
+    backend and a resumed run draw the same mask, whatever the batching."""
+    rate, key = dropout
+    hidden = sizes[1:-1]
+    H = sum(hidden)
+    threshold = np.uint64(round(rate * 2**24))
+    scale = 1.0 / (1.0 - rate)
+    factors, offset = [], 0
+    for width in hidden:
+        counter = (positions.astype(np.uint64)[:, None] * np.uint64(H)
+                   + np.arange(offset, offset + width, dtype=np.uint64)[None, :])
+        keep = (_keep_hash(np.uint64(key), counter) >> np.uint64(40)) >= threshold
+        factors.append(np.where(keep, scale, 0.0))
+        offset += width
+    return factors
+
+
+def _keep_hash(key, counter):
+    """splitmix64 (Steele et al. 2014) of key + counter * golden ratio: uint64
+    arithmetic, wrapping mod 2^64. key: uint64 scalar; counter: uint64 array."""
+    z = key + counter * np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def forward_backward(W, b, X, y, dW, db, smoothing=0.0, dropout=None):
     """Backpropagation for one batch (Nielsen's equations, rows as samples):
         forward:   A[0] = X,  A[l+1] = relu(A[l] @ W[l] + b[l]),  last layer no ReLU
         output:    delta = dL/dlogits = (softmax - targets) / n
         backward:  dW[l] = A[l].T @ delta,  db[l] = sum_rows delta,
                    delta = (delta @ W[l].T) * (A[l] > 0)
+    With dropout = (rate, key, first): each hidden A[l+1] is multiplied by its
+    dropout factors F (dropout_factors, rows at positions first, first+1, ...)
+    and the backward pass by the same F: delta = (delta @ W[l].T) * F * (A[l] > 0).
     X: (n, i_0)  y: (n,) int64. dW, db written. Returns (loss, correct)."""
     n, L = len(X), len(W)
+    F = None
+    if dropout is not None and dropout[0] > 0:
+        rate, key, first = dropout
+        sizes = [W[0].shape[0]] + [w.shape[1] for w in W]
+        F = [f.astype(X.dtype) for f in
+             dropout_factors((rate, key), np.arange(first, first + n, dtype=np.int64), sizes)]
     A = [X]
     for l in range(L):
         out = np.empty((n, W[l].shape[1]), X.dtype)
         A.append(linear_forward(A[l], W[l], b[l], out, relu=l < L - 1))
+        if F is not None and l < L - 1:
+            A[-1] *= F[l]
 
     logits = A[L]
     probs = np.empty_like(logits)
@@ -134,6 +182,8 @@ def forward_backward(W, b, X, y, dW, db, smoothing=0.0):
         dX = np.empty_like(A[l]) if l > 0 else None
         linear_backward(A[l], W[l], delta, dW[l], db[l], dX)
         if l > 0:
+            if F is not None:
+                dX *= F[l - 1]   # d(A * F)/dA = F; a dropped unit passes nothing back
             delta = relu_backward(dX, A[l], dX)
     return loss, correct
 
@@ -157,15 +207,19 @@ def optimizer_step(W, b, dW, db, state, lr, opt):
 
 
 def train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
-                  smoothing=0.0):
+                  smoothing=0.0, dropout=None):
     """Train on batches first..stop-1 of the epoch whose row order is ``order``.
-    Returns (loss_sum, correct): loss summed per row, rows classified right."""
+    dropout: None or (rate, key), the row at position p of ``order`` getting
+    the dropout_factors of p. Returns (loss_sum, correct): loss summed per
+    row, rows classified right."""
     dW = [np.empty_like(w) for w in W]
     db = [np.empty_like(bias) for bias in b]
     loss_sum, correct = 0.0, 0
     for j in range(first, stop):
         rows = order[j * batch_size:(j + 1) * batch_size]
-        loss, batch_correct = forward_backward(W, b, X[rows], y[rows], dW, db, smoothing)
+        batch_dropout = None if dropout is None else (*dropout, j * batch_size)
+        loss, batch_correct = forward_backward(W, b, X[rows], y[rows], dW, db, smoothing,
+                                               batch_dropout)
         # float(): a Python float keeps float32 math in float32 (NEP 50).
         optimizer_step(W, b, dW, db, state, float(lrs[j - first]), opt)
         loss_sum += loss * len(rows)
