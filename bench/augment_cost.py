@@ -26,9 +26,7 @@ images (rtol 1e-5, atol 1e-6: tests/test_augment.py finds them bit-identical).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
 import sys
 import time
 
@@ -41,10 +39,7 @@ from fastmlp import augment as augmentation  # noqa: E402
 
 CHECK_ROWS = 256
 RTOL, ATOL = 1e-5, 1e-6
-
-
-def log(msg=""):
-    print(msg, file=sys.stderr, flush=True)
+stats, log = benchlib.stats, benchlib.log
 
 
 def augment_epoch(backend, aug, X, epoch, out):
@@ -63,11 +58,6 @@ def check(backend, reference, aug, X):
                           np.empty_like(X[:CHECK_ROWS]))
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL,
                                err_msg=f"{backend.name} augment differs from the reference")
-
-
-def stats(values):
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "values": values}
 
 
 def cell(s, scale=1.0, fmt="{:.3f}"):
@@ -165,14 +155,7 @@ def main(argv=None) -> int:
                      f"| {load} |")
         report["backends"][backend.name] = {k: stats(v) if k != "other_load" else v
                                             for k, v in t.items()}
-    md = "\n".join(lines)
-    print(md)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(md + "\n")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2, default=str)
+    benchlib.write_report("\n".join(lines), report, args.markdown, args.json)
     return 0
 
 

@@ -31,6 +31,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -634,3 +635,26 @@ def cache_files(directory: str) -> int:
     for _, _, files in os.walk(directory):
         count += sum(f.endswith((".nbi", ".nbc")) for f in files)
     return count
+
+
+# ------------------------------------------------------------------ reports
+
+def log(msg=""):
+    """Progress goes to stderr; stdout carries only the markdown report."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+def stats(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "n": len(values), "values": values}
+
+
+def write_report(md: str, report: dict, markdown_path=None, json_path=None) -> None:
+    """Print the markdown report; also write it and the JSON where asked."""
+    print(md)
+    if markdown_path:
+        with open(markdown_path, "w") as f:
+            f.write(md + "\n")
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(report, f, indent=2, default=str)

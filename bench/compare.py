@@ -31,7 +31,6 @@ JIT start (fresh NUMBA_CACHE_DIR) and the warm-cache start in subprocesses.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -174,13 +173,7 @@ def samples(fn, count, min_time):
     return out
 
 
-def stats(values):
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "n": len(values), "values": values}
-
-
-def log(msg=""):
-    print(msg, file=sys.stderr, flush=True)
+stats, log = benchlib.stats, benchlib.log
 
 
 def fmt_load(x):
@@ -395,14 +388,7 @@ def main(argv=None) -> int:
     report["idle_waits_seconds"] = waits
     report["total_seconds"] = time.perf_counter() - t_start
 
-    md = markdown(report, info)
-    print(md)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(md + "\n")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2, default=str)
+    benchlib.write_report(markdown(report, info), report, args.markdown, args.json)
     log(f"total {report['total_seconds']:.1f} s")
     if failures:
         log("FAILED: " + "; ".join(failures))
