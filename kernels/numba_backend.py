@@ -48,7 +48,7 @@ How it is fast (784-128-64-10, float32, batch 128, 469 batches per epoch):
   no slice assignment between arrays (its shape check compiles an error
   message, ~1.5 s a site). Every separately compiled function is optimized
   and turned into machine code again inside each caller (Numba links
-  callees in), which is what the remaining ~14 s of a cold start pay for.
+  callees in), which is what the remaining ~15 s of a cold start pay for.
 - cache=True everywhere, and every kernel that calls another lives in this
   module (Numba's cache does not notice edits to another file). Where no
   cache directory is writable, Numba falls back to another one; if none is
@@ -873,7 +873,7 @@ def _on_slices(phase, P, S1, S2, sizes, woff, boff, X, y, rows, t_off, t_on, dro
     threads (the current numba.get_num_threads(); with one the parts run in
     turn, to the same bits).
     phase 0: slice s of the batch X[rows] (rows cut by _slice_rows; rows[0]
-      at position pos of the epoch, for dropout) : its gradient into
+      at position pos of the epoch, for dropout): its gradient into
       grad[s] = scratch[4][s], its loss terms and right answers into
       tlogp[s], correct[s].
     phase 1: part s (a fixed element range) of every tensor: add up the
