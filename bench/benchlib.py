@@ -7,12 +7,18 @@ the package itself.
 
 The workload (the default recipe, ``fastmlp.train.TrainConfig()``):
     network   784-128-64-10, ReLU hidden layers, softmax + mean cross-entropy
+              (compare.py --hidden sweeps other hidden sizes: TrainConfig(hidden=...))
     dtype     float32
     batch     128 (last partial batch of 60000 % 128 = 96 rows is trained)
     optimizer momentum 0.9, Nesterov, lr 0.05 on a cosine schedule over
               20 epochs (epoch 0's slice of it), weight decay 1e-3 on W only
     data      the shipped MNIST, 60000 training rows (FASTMLP_BENCH_QUICK=1 or
-              compare.py --quick: the first 6000)
+              compare.py --quick: the first 6000; compare.py --data DIR: another
+              IDX directory, e.g. Fashion-MNIST)
+
+The yardstick (``TEXTBOOK``, bench/textbook.py): the same epoch as a user's
+plain-NumPy MLP trains it, one call per epoch, behind the ``train_batches``
+interface so that it is run, timed and checked exactly like a backend.
 
 What one timed epoch includes (``run_epoch``): drawing the epoch's row order
 (``epoch_order(seed, epoch, n)``, a 60000-element permutation) and every
@@ -41,9 +47,10 @@ from typing import Callable
 
 import numpy as np
 
+import textbook
 from fastmlp.errors import FastmlpError
 from fastmlp.kernels import BACKENDS, get_backend
-from fastmlp.model import MLP, N_CLASSES, N_INPUTS
+from fastmlp.model import DEFAULT_HIDDEN, MLP, N_CLASSES, N_INPUTS, parse_hidden
 from fastmlp.schedules import learning_rates
 from fastmlp.train import TrainConfig, TrainState, epoch_order, steps_per_epoch
 
@@ -51,6 +58,7 @@ QUICK_ENV = "FASTMLP_BENCH_QUICK"
 QUICK_ROWS = 6000
 OP_BATCH_SIZES = (32, 128, 512)
 REFERENCE = "numpy"
+TEXTBOOK_NAME = "textbook"
 
 # Tolerances of the correctness checks (float32 throughout).
 OP_RTOL, OP_ATOL = 1e-4, 1e-5     # every op's written arrays and returned loss
@@ -96,19 +104,33 @@ def source_digest(module) -> dict:
 
 # ------------------------------------------------------------------ FLOPs
 
-def layer_sizes(config: TrainConfig | None = None) -> tuple:
-    config = config or TrainConfig()
-    return (N_INPUTS, *config.hidden, N_CLASSES)
+def layer_sizes(network=None) -> tuple:
+    """(784, *hidden, 10) of ``network``: a TrainConfig, hidden sizes ((128, 64)
+    or "128,64"), or None for the default network (784-128-64-10)."""
+    if network is None:
+        hidden = DEFAULT_HIDDEN
+    elif isinstance(network, TrainConfig):
+        hidden = network.hidden
+    else:
+        hidden = parse_hidden(network)
+    return (N_INPUTS, *hidden, N_CLASSES)
+
+
+def network_name(sizes) -> str:
+    """(784, 128, 64, 10) -> "784-128-64-10"."""
+    return "-".join(map(str, sizes))
 
 
 def forward_flops(n: int, sizes=None) -> int:
-    """2 * n * sum_l(i_l * o_l): one multiply-add per weight per row."""
+    """2 * n * sum_l(i_l * o_l): one multiply-add per weight per row.
+    sizes: every layer's width, (784, *hidden, 10); None: the default network."""
     sizes = sizes or layer_sizes()
     return 2 * n * sum(i * o for i, o in zip(sizes[:-1], sizes[1:]))
 
 
 def epoch_flops(n: int, sizes=None) -> int:
-    """Dense-equivalent FLOPs of one training epoch over n rows: the GEMMs only.
+    """Dense-equivalent FLOPs of one training epoch over n rows of the network
+    ``sizes`` ((784, *hidden, 10); None: the default 784-128-64-10): the GEMMs only.
 
         forward    Y_l  = X_l @ W_l         2 n i_l o_l   every layer
         weights    dW_l = X_l.T @ dY_l      2 n i_l o_l   every layer
@@ -130,11 +152,18 @@ def epoch_flops(n: int, sizes=None) -> int:
     return 2 * n * (3 * sum(io) - io[0])
 
 
+def nonzero_fraction(X: np.ndarray) -> float:
+    """Fraction of the pixels of X that are not exactly 0 (the compiled backend
+    skips zeros: MNIST ~0.19, Fashion-MNIST ~0.50)."""
+    return float(np.count_nonzero(X)) / X.size if X.size else 0.0
+
+
 # ------------------------------------------------------------------ the workload
 
 @dataclass
 class EpochSetup:
-    """One epoch of the default recipe on X, y (epoch 0 of a 20-epoch cosine run)."""
+    """One epoch of the default recipe (with config.hidden and config.batch_size)
+    on X, y: epoch 0 of a 20-epoch cosine run."""
 
     config: TrainConfig
     X: np.ndarray
@@ -150,13 +179,19 @@ class EpochSetup:
         return steps_per_epoch(self.n, self.config.batch_size)
 
     @property
+    def sizes(self) -> tuple:
+        return layer_sizes(self.config)
+
+    @property
     def flops(self) -> int:
-        return epoch_flops(self.n, layer_sizes(self.config))
+        return epoch_flops(self.n, self.sizes)
 
 
-def make_epoch_setup(data, rows: int | None = None, batch_size: int = 128) -> EpochSetup:
-    """The default recipe (TrainConfig()) with ``batch_size`` on the first ``rows`` rows."""
-    config = TrainConfig(batch_size=batch_size, limit=rows)
+def make_epoch_setup(data, rows: int | None = None, batch_size: int = 128,
+                     hidden=DEFAULT_HIDDEN) -> EpochSetup:
+    """The default recipe (TrainConfig()) with ``hidden`` and ``batch_size`` on
+    the first ``rows`` rows (None: all)."""
+    config = TrainConfig(hidden=hidden, batch_size=batch_size, limit=rows)
     X = np.ascontiguousarray(data.X_train[:rows], dtype=config.dtype)
     y = np.ascontiguousarray(data.y_train[:rows])
     spe = steps_per_epoch(len(X), batch_size)
@@ -218,10 +253,40 @@ def check_epoch_loss(name: str, got: EpochResult, ref: EpochResult) -> None:
             f"by more than rtol {EPOCH_LOSS_RTOL:g}")
 
 
-def trained_model(data, rows: int = QUICK_ROWS) -> MLP:
-    """A model after one reference epoch on ``rows`` rows: realistic (sparse)
-    hidden activations and gradients for the op and inference benchmarks."""
-    setup = make_epoch_setup(data, rows)
+class TextbookBackend:
+    """bench/textbook.py behind the ``train_batches`` interface, so that the
+    yardstick is run, timed and checked exactly like a backend (run_epoch,
+    warm_up_epoch, check_epoch_loss): ``batches_per_call`` covers any epoch,
+    so run_epoch makes one textbook.train_epoch call per epoch, as a user's
+    script would. Training only (no ops, no inference). It implements the
+    default recipe alone: Nesterov momentum, weight decay on W, plain
+    cross-entropy (its loss, -log p of the label, is the reference's when
+    label smoothing is 0), no dropout."""
+
+    name = TEXTBOOK_NAME
+    batches_per_call = 1 << 62
+
+    @staticmethod
+    def train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
+                      smoothing=0.0, dropout=None):
+        if opt.name != "momentum" or not opt.nesterov or smoothing or dropout:
+            raise ValueError("the textbook yardstick trains only the default recipe "
+                             "(Nesterov momentum, no label smoothing, no dropout)")
+        rows = order[first * batch_size:stop * batch_size]
+        loss, accuracy = textbook.train_epoch(
+            W, b, state.slots["velocity_W"], state.slots["velocity_b"], X, y, rows, batch_size,
+            lrs, momentum=opt.momentum, weight_decay=opt.weight_decay)
+        state.step += stop - first
+        return float(loss) * len(rows), round(accuracy * len(rows))
+
+
+TEXTBOOK = TextbookBackend()
+
+
+def trained_model(data, rows: int = QUICK_ROWS, hidden=DEFAULT_HIDDEN) -> MLP:
+    """A model of ``hidden`` after one reference epoch on ``rows`` rows: realistic
+    (sparse) hidden activations and gradients for the op and inference benchmarks."""
+    setup = make_epoch_setup(data, rows, hidden=hidden)
     state = fresh_state(setup)
     run_epoch(get_backend(REFERENCE), setup, state)
     return state.model
@@ -400,34 +465,56 @@ def layer_gemms(batch: int, sizes=None) -> list[tuple]:
     return gemms
 
 
-def sgemm_report(n_rows: int, batch: int = 128, quick: bool = False) -> dict:
+def sgemm_timing(quick: bool = False) -> dict:
+    return {"min_time": 0.1, "repeats": 3} if quick else {"min_time": 0.5, "repeats": 5}
+
+
+def sgemm_peak(quick: bool = False) -> dict:
     """The machine's SGEMM peak: the best rate of float32 square np.matmul
-    1024^3, 2048^3 and 4096^3 (quick: no 4096), each the best of 5 samples (quick: 3),
-    with the BLAS's own threads; the dense floor it implies for one epoch
-    (epoch_flops / peak); and the rate at each GEMM shape of a training step
-    at ``batch``, with the floor those rates imply (the same GEMMs, each at
-    its shape's best rate)."""
-    timing = {"min_time": 0.1, "repeats": 3} if quick else {"min_time": 0.5, "repeats": 5}
+    1024^3, 2048^3 and 4096^3 (quick: no 4096), each the best of 5 samples
+    (quick: 3), with the BLAS's own threads."""
+    timing = sgemm_timing(quick)
     square = {s: sgemm_rate(s, s, s, **timing) for s in ((1024, 2048) if quick else (1024, 2048, 4096))}
-    peak = max(square.values())
-    flops = epoch_flops(n_rows)
+    return {"peak_gflops": max(square.values()),
+            "square_gflops": {f"{s}^3": r for s, r in square.items()}}
+
+
+def gemm_floors(n_rows: int, batch: int, sizes, peak_gflops: float, quick: bool = False,
+                rates: dict | None = None) -> dict:
+    """The floors of one epoch of the network ``sizes`` at ``batch`` on
+    ``n_rows`` rows: the dense floor (epoch_flops / SGEMM peak), and the rate
+    at each GEMM shape of a training step with the floor those rates imply
+    (the same GEMMs, each at its shape's best rate). ``rates``: a cache
+    {(m, k, n, transpose_a): GFLOP/s} shared across calls, so a shape is
+    measured once per run."""
+    timing = sgemm_timing(quick)
+    rates = {} if rates is None else rates
+    flops = epoch_flops(n_rows, sizes)
     layers = []
     step_seconds = 0.0
-    for label, m, k, n, ta in layer_gemms(batch):
-        rate = sgemm_rate(m, k, n, ta, **timing)
+    for label, m, k, n, ta in layer_gemms(batch, sizes):
+        if (m, k, n, ta) not in rates:
+            rates[(m, k, n, ta)] = sgemm_rate(m, k, n, ta, **timing)
+        rate = rates[(m, k, n, ta)]
         layers.append({"gemm": label, "gflops": rate})
         step_seconds += 2 * m * k * n / (rate * 1e9)
     steps = n_rows / batch  # the last partial batch counted pro rata
     return {
-        "peak_gflops": peak,
-        "square_gflops": {f"{s}^3": r for s, r in square.items()},
+        "network": network_name(sizes),
         "epoch_flops": flops,
-        "dense_floor_seconds": flops / (peak * 1e9),
+        "dense_floor_seconds": flops / (peak_gflops * 1e9),
         "layer_shapes": layers,
         "layer_shape_floor_seconds": step_seconds * steps,
         "batch": batch,
         "rows": n_rows,
     }
+
+
+def sgemm_report(n_rows: int, batch: int = 128, quick: bool = False, sizes=None) -> dict:
+    """sgemm_peak and gemm_floors in one dict, for the network ``sizes``
+    (None: the default network) at ``batch``."""
+    peak = sgemm_peak(quick)
+    return peak | gemm_floors(n_rows, batch, sizes or layer_sizes(), peak["peak_gflops"], quick)
 
 
 # ------------------------------------------------------------------ other load

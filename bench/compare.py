@@ -3,29 +3,41 @@
     python bench/compare.py                  # 60000 rows, 7 repeats
     python bench/compare.py --quick          # CI: 6000 rows, 1 repeat (< 60 s)
     python bench/compare.py --json out.json --markdown out.md
+    python bench/compare.py --hidden "128,64;512,256" --batch-sizes 128,512 \
+        --data /usr/share/datasets/fashion-mnist --rows 30000   # a sweep
 
 The workload is the default recipe (fastmlp.train.TrainConfig()): 784-128-64-10
 float32, batch 128, Nesterov momentum 0.9, lr 0.05 on the 20-epoch cosine
-schedule (epoch 0's slice), weight decay 1e-3 on W, 60000 MNIST rows. An
+schedule (epoch 0's slice), weight decay 1e-3 on W, 60000 MNIST rows; --hidden,
+--batch-sizes, --rows and --data change the network(s), batch size(s), rows
+and data set, and every network x batch size gets its rows in the table. An
 epoch's time covers the row permutation and all train_batches calls, chunked as
 fastmlp.train.run does; evaluation, init and compilation are outside it (see
 bench/benchlib.py). Repeats start from the same initial model each time and
-are interleaved across backends (round-robin), so a disturbance hits all alike.
+are interleaved across runners (round-robin), so a disturbance hits all alike.
+
+Runners: the textbook yardstick (bench/textbook.py: the plain-NumPy MLP a
+typical user writes, same recipe, same initial weights, epoch order and lr
+slice, one call per epoch), every registered backend, and a PyTorch row
+(eager nn.Linear/ReLU/CrossEntropyLoss, torch.optim.SGD with momentum 0.9,
+nesterov=True, the same lr schedule and weight decay on weights only, same
+initial weights, float32, torch.set_num_threads(2), data as tensors in memory,
+each batch gathered by index) when torch is importable: `pip install
+torch==2.13.0` (optional; never a dependency of fastmlp). Speed-ups are given
+against the textbook and the NumPy backend (their median seconds / the row's).
 
 Before anything is timed: every op of every backend is checked against the
-NumPy reference at batch 32/128/512 (rtol 1e-4, atol 1e-5), and one untimed
-epoch per backend must reproduce the reference's mean loss within rtol 1e-3
-(this epoch is also the warm-up: compilation never lands in a timed epoch).
+NumPy reference at batch 32/128/512 for every network (rtol 1e-4, atol 1e-5),
+and one untimed epoch per runner (textbook and torch included) must reproduce
+the reference's mean loss within rtol 1e-3 (this epoch is also the warm-up:
+compilation never lands in a timed epoch). A backend that fails to load or
+fails a check is reported and not timed.
 
-A PyTorch row (eager nn.Linear/ReLU/CrossEntropyLoss, torch.optim.SGD with
-momentum 0.9, nesterov=True, the same lr schedule and weight decay on weights
-only, same initial weights, float32, torch.set_num_threads(2), data as tensors
-in memory, each batch gathered by index) is added when torch is importable:
-`pip install torch==2.13.0` (optional; never a dependency of fastmlp).
-
-Also measured: the machine's SGEMM peak and the dense floor it implies,
-single-image and 10k-test-set inference, and for the numba backend the cold
-JIT start (fresh NUMBA_CACHE_DIR) and the warm-cache start in subprocesses.
+Also measured: the machine's SGEMM peak and, per network x batch size, the
+dense floor it implies and the floor at the layer shapes' SGEMM rates;
+single-image and 10k-test-set inference per network (with the ratio to the
+NumPy backend); and for the numba backend the cold JIT start (fresh
+NUMBA_CACHE_DIR) and the warm-cache start in subprocesses.
 """
 
 from __future__ import annotations
@@ -42,17 +54,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 import benchlib  # noqa: E402
+from fastmlp.errors import FastmlpError  # noqa: E402
 from fastmlp.evaluate import predict_proba  # noqa: E402
+from fastmlp.model import parse_hidden  # noqa: E402
 
 
 # ------------------------------------------------------------------ runners
 
-class BackendRunner:
-    """Epochs and inference through a fastmlp backend module."""
+class EpochRunner:
+    """Epochs through an object with ``train_batches`` (benchlib.run_epoch)."""
 
-    def __init__(self, name, module):
-        self.name, self.module = name, module
-        self.label = f"{name} (reference)" if name == benchlib.REFERENCE else name
+    def __init__(self, name, module, label):
+        self.name, self.module, self.label = name, module, label
 
     def warm_up(self, setup):
         benchlib.warm_up_epoch(self.module, setup)
@@ -60,6 +73,20 @@ class BackendRunner:
     def epoch(self, setup):
         state = benchlib.fresh_state(setup)  # not timed
         return benchlib.run_epoch(self.module, setup, state)
+
+
+class TextbookRunner(EpochRunner):
+    """The yardstick: bench/textbook.py, a user's plain-NumPy MLP (training only)."""
+
+    def __init__(self):
+        super().__init__(benchlib.TEXTBOOK_NAME, benchlib.TEXTBOOK, "textbook NumPy (yardstick)")
+
+
+class BackendRunner(EpochRunner):
+    """Epochs and inference through a fastmlp backend module."""
+
+    def __init__(self, name, module):
+        super().__init__(name, module, f"{name} (reference)" if name == benchlib.REFERENCE else name)
 
     def inference_calls(self, model, X_test):
         x = X_test[0]
@@ -184,17 +211,34 @@ def fmt_s(x):
     return f"{x:.3f}" if x >= 0.1 else f"{x:.4f}"
 
 
-# ------------------------------------------------------------------ main
+# ------------------------------------------------------------------ arguments
+
+def parse_networks(values) -> list[tuple]:
+    """--hidden values ("128,64", or several networks "128,64;512,256") -> hidden tuples, in order."""
+    networks = []
+    for value in values or ["128,64"]:
+        for part in value.split(";"):
+            if part.strip() and parse_hidden(part) not in networks:
+                networks.append(parse_hidden(part))
+    return networks
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
                    help=f"CI mode: {benchlib.QUICK_ROWS} rows, 1 repeat, short inference/SGEMM timing")
     p.add_argument("--repeats", type=int, default=None, help="timed epochs per backend (default 7; quick 1)")
-    p.add_argument("--rows", type=int, default=None, help="training rows (default 60000; quick 6000)")
+    p.add_argument("--rows", type=int, default=None, help="training rows (default all, 60000; quick 6000)")
     p.add_argument("--batch-sizes", default="128", help="comma-separated (default 128)")
+    p.add_argument("--hidden", action="append", metavar="SIZES",
+                   help="hidden layer sizes, e.g. 128,64 (the default); repeat the option or separate "
+                        "networks with ';' (\"128,64;512,256\") to sweep: every network x batch size is timed")
+    p.add_argument("--data", metavar="DIR", default=None,
+                   help="IDX data directory (fastmlp.data.load_dataset: train-images-idx3-ubyte[.gz] ...), "
+                        "e.g. /usr/share/datasets/fashion-mnist; default the shipped MNIST")
     p.add_argument("--backends", default=None,
                    help=f"comma-separated (default: all registered: {','.join(benchlib.backend_names())})")
+    p.add_argument("--no-textbook", action="store_true", help="skip the textbook NumPy yardstick row")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch row even if torch imports")
     p.add_argument("--torch-threads", type=int, default=2)
     p.add_argument("--no-startup", action="store_true", help="skip the numba cold/warm start subprocesses")
@@ -218,41 +262,79 @@ def parse_args(argv=None):
         args.wait_idle = 0.0 if args.quick else 120.0
     if args.retries is None:
         args.retries = 0 if args.quick else 2 * args.repeats
-    args.batch_sizes = [int(s) for s in args.batch_sizes.split(",") if s.strip()]
+    try:
+        args.batch_sizes = [int(s) for s in args.batch_sizes.split(",") if s.strip()]
+        args.hidden = parse_networks(args.hidden)
+    except (ValueError, FastmlpError) as exc:
+        p.error(str(exc))
+    if not args.batch_sizes or min(args.batch_sizes) < 1:
+        p.error("--batch-sizes: positive integers, e.g. 128,512")
     return args
+
+
+# ------------------------------------------------------------------ phases
+
+class Run:
+    """One invocation: its arguments, the report being built, failures, idle waits."""
+
+    def __init__(self, args):
+        self.args = args
+        self.t_start = time.perf_counter()
+        self.info = benchlib.machine_info()
+        self.failures, self.waits = [], []
+        self.gemm_rates = {}  # SGEMM GFLOP/s per GEMM shape, measured once for all setups
+        self.report = {"meta": self.info, "args": dict(vars(args)), "data": None, "checks": {},
+                       "sgemm": None, "floors": [], "epochs": [], "inference": [], "startup": None,
+                       "skipped": {}, "backend_sources": {}}
+
+    def idle(self):
+        """Wait (up to --wait-idle s) for the other processes to leave the CPUs."""
+        waited, _ = benchlib.wait_for_idle(self.args.wait_idle, log=log)
+        if waited > 1.5:
+            self.waits.append(waited)
+
+    def fail(self, key, msg):
+        log(msg)
+        self.report["checks"][key] = msg
+        self.failures.append(msg)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    t_start = time.perf_counter()
-    info = benchlib.machine_info()
-    for line in benchlib.header_lines(info, benchlib.blas_info()):
+    run = Run(args)
+    for line in benchlib.header_lines(run.info, benchlib.blas_info()):
         log(line)
+    runners = load_runners(run)
+    data = load_data(run)
+    models = {hidden: benchlib.trained_model(data, hidden=hidden) for hidden in args.hidden}
+    runners = check_ops(run, runners, models, data)
+    measure_sgemm_peak(run)
+    for hidden in args.hidden:
+        for batch in args.batch_sizes:
+            run_setup(run, runners, benchlib.make_epoch_setup(data, args.rows, batch, hidden))
+    for model in models.values():
+        measure_inference(run, runners, model, data)
+    if not args.no_startup:
+        run.report["startup"] = startup(runners, quick=args.quick, idle=run.idle)
+    return finish(run)
 
-    failures = []
-    waits = []
 
-    def idle():
-        waited, load = benchlib.wait_for_idle(args.wait_idle, log=log)
-        if waited > 1.5:
-            waits.append(waited)
-
-    report = {"meta": info, "args": {k: v for k, v in vars(args).items()}, "checks": {},
-              "epochs": [], "inference": [], "startup": None, "skipped": {},
-              "backend_sources": {}}
-
-    # Backends (a half-written one is skipped with its reason).
+def load_runners(run):
+    """The textbook yardstick, the reference, the other backends (a half-written
+    one is skipped with its reason; an error with --strict), PyTorch if it imports."""
+    args, report = run.args, run.report
     names = args.backends.split(",") if args.backends else benchlib.backend_names()
-    if benchlib.REFERENCE not in names:
-        names = [benchlib.REFERENCE] + names
-    runners = []
+    names = [benchlib.REFERENCE] + [n for n in names if n != benchlib.REFERENCE]
+    runners = [] if args.no_textbook else [TextbookRunner()]
     for name in names:
         module, reason = benchlib.load_backend(name)
+        if module is None and name == benchlib.REFERENCE:
+            raise SystemExit(f"the reference backend does not load: {reason}")
         if module is None:
             log(f"skipping backend {name}: {reason}")
             report["skipped"][name] = reason
             if args.strict:
-                failures.append(f"{name}: {reason}")
+                run.failures.append(f"{name}: {reason}")
         else:
             runners.append(BackendRunner(name, module))
             report["backend_sources"][name] = benchlib.source_digest(module)
@@ -262,136 +344,184 @@ def main(argv=None) -> int:
         except ImportError as exc:
             log(f"no PyTorch row: {exc} (optional: pip install torch==2.13.0)")
             report["skipped"]["torch"] = str(exc)
+    return runners
 
+
+def load_data(run):
+    """The data set (--data or the shipped MNIST) and its sparsity over the rows trained on."""
     from fastmlp.data import load_dataset
-    data = load_dataset()
-    model = benchlib.trained_model(data)
+    try:
+        data = load_dataset(run.args.data)
+    except FastmlpError as exc:
+        raise SystemExit(f"--data: {exc}") from None
+    X = data.X_train[:run.args.rows]
+    run.report["data"] = {"source": str(data.source), "checksum": data.checksum, "rows": len(X),
+                          "test_rows": len(data.X_test), "nonzero_fraction": benchlib.nonzero_fraction(X)}
+    log(f"data: {data.source}, {len(X)} training rows, "
+        f"{100 * run.report['data']['nonzero_fraction']:.1f}% of their pixels nonzero")
+    return data
 
-    # 1. Correctness of every op before anything is timed.
-    for runner in [r for r in runners if isinstance(r, BackendRunner) and r.name != benchlib.REFERENCE]:
+
+def check_ops(run, runners, models, data):
+    """Every op of every backend against the reference, for every network at
+    batch 32/128/512, before anything is timed. Returns the runners that passed."""
+    checked = [r for r in runners if isinstance(r, BackendRunner) and r.name != benchlib.REFERENCE]
+    if not checked:
+        return runners
+    cases = [case for model in models.values() for batch in benchlib.OP_BATCH_SIZES
+             for case in benchlib.op_cases(benchlib.op_inputs(model, data, batch))]
+    failed = set()
+    for runner in checked:
         t0 = time.perf_counter()
         try:
-            for batch in benchlib.OP_BATCH_SIZES:
-                for case in benchlib.op_cases(benchlib.op_inputs(model, data, batch)):
-                    benchlib.check_case(runner.module, case)
-            report["checks"][f"{runner.name} ops"] = "ok"
+            for case in cases:
+                benchlib.check_case(runner.module, case)
+            run.report["checks"][f"{runner.name} ops"] = "ok"
             log(f"{runner.name}: every op matches the reference at batch "
-                f"{'/'.join(map(str, benchlib.OP_BATCH_SIZES))} (rtol {benchlib.OP_RTOL:g}, "
-                f"atol {benchlib.OP_ATOL:g}) [{time.perf_counter() - t0:.1f} s incl. compile]")
+                f"{'/'.join(map(str, benchlib.OP_BATCH_SIZES))} for "
+                f"{', '.join(benchlib.network_name(m.sizes) for m in models.values())} "
+                f"(rtol {benchlib.OP_RTOL:g}, atol {benchlib.OP_ATOL:g}) "
+                f"[{time.perf_counter() - t0:.1f} s incl. compile]")
         except Exception as exc:  # AssertionError, or a half-written backend's TypeError/TypingError
             msg = f"{type(exc).__name__}: " + " ".join(str(exc).split())[:400]
-            log(f"{runner.name}: op check FAILED, not timed: {msg}")
-            report["checks"][f"{runner.name} ops"] = msg
-            failures.append(f"{runner.name} ops: {msg}")
-    failed = {n.split()[0] for n, v in report["checks"].items() if v != "ok"}
-    runners = [r for r in runners if r.name not in failed]
+            run.fail(f"{runner.name} ops", f"{runner.name} ops: op check FAILED, not timed: {msg}")
+            failed.add(runner.name)
+    return [r for r in runners if r.name not in failed]
 
-    # 2. SGEMM peak of this machine (numpy's BLAS, its own threads).
-    batch0 = args.batch_sizes[0] if 128 not in args.batch_sizes else 128
-    n_rows = len(data.X_train[:args.rows])
-    idle()
+
+def measure_sgemm_peak(run):
+    """The machine's SGEMM peak (numpy's BLAS, its own threads)."""
+    run.idle()
     meter = benchlib.ForeignLoad()
-    sgemm = benchlib.sgemm_report(n_rows, batch0, quick=args.quick)
+    sgemm = benchlib.sgemm_peak(quick=run.args.quick)
     sgemm["other_load"] = meter.load()
-    report["sgemm"] = sgemm
-    log(f"SGEMM peak {sgemm['peak_gflops']:.1f} GFLOP/s -> dense floor "
-        f"{sgemm['dense_floor_seconds']:.3f} s per epoch of {n_rows} rows")
+    run.report["sgemm"] = sgemm
+    log(f"SGEMM peak {sgemm['peak_gflops']:.1f} GFLOP/s")
 
-    # 3. Epochs: an untimed check epoch per runner, then interleaved timed repeats.
-    for batch in args.batch_sizes:
-        setup = benchlib.make_epoch_setup(data, args.rows, batch)
-        timed = []
-        ref_result = None
-        for runner in runners:
-            t0 = time.perf_counter()
-            try:
-                runner.warm_up(setup)
-                check = runner.epoch(setup)
-                if runner.name == benchlib.REFERENCE:
-                    ref_result = check
-                benchlib.check_epoch_loss(runner.name, check, ref_result)
-                report["checks"][f"{runner.name} epoch batch {batch}"] = "ok"
-                timed.append(runner)
-                log(f"{runner.name}: check epoch loss {check.loss:.6f} (reference "
-                    f"{ref_result.loss:.6f}) [{time.perf_counter() - t0:.1f} s]")
-            except Exception as exc:
-                if runner.name == benchlib.REFERENCE:
-                    raise
-                msg = f"{runner.name}: epoch check FAILED, not timed: {type(exc).__name__}: {exc}"
-                log(msg)
-                report["checks"][f"{runner.name} epoch batch {batch}"] = msg
-                failures.append(msg)
-        results = {r.name: [] for r in timed}
-        discarded = {r.name: [] for r in timed}
-        for rep in range(args.repeats):
-            for runner in timed:
-                while True:
-                    idle()
-                    meter = benchlib.ForeignLoad()
-                    res = runner.epoch(setup)
-                    res.other_load = meter.load()
-                    contended = res.other_load is not None and res.other_load > args.max_load
-                    retry = contended and len(discarded[runner.name]) < args.retries
-                    log(f"  batch {batch} repeat {rep + 1}/{args.repeats} {runner.name}: "
-                        f"{res.seconds:.3f} s, loss {res.loss:.6f}, other load {fmt_load(res.other_load)}"
-                        + (" -> discarded, re-run" if retry else ""))
-                    if not retry:
-                        break
-                    discarded[runner.name].append(res)
-                results[runner.name].append(res)
+
+def run_setup(run, runners, setup):
+    """One network x batch size: its floors, an untimed check epoch per runner
+    (reference first), then interleaved timed repeats of those that passed."""
+    tag = f"{benchlib.network_name(setup.sizes)} batch {setup.config.batch_size}"
+    run.idle()
+    meter = benchlib.ForeignLoad()
+    floors = benchlib.gemm_floors(setup.n, setup.config.batch_size, setup.sizes,
+                                  run.report["sgemm"]["peak_gflops"], run.args.quick, run.gemm_rates)
+    floors["other_load"] = meter.load()
+    run.report["floors"].append(floors)
+    log(f"{tag}: {setup.flops / 1e9:.3f} GFLOP/epoch (dense eq.), dense floor "
+        f"{floors['dense_floor_seconds']:.3f} s, layer-shape floor {floors['layer_shape_floor_seconds']:.3f} s")
+    ref_result, timed = check_epochs(run, runners, setup, tag)
+    results, discarded = timed_repeats(run, timed, setup, tag)
+    for runner in timed:
+        record_epochs(run, runner, setup, results[runner.name], discarded[runner.name], ref_result)
+
+
+def check_epochs(run, runners, setup, tag):
+    """Warm-up, then one untimed epoch per runner whose mean loss must be the
+    reference's within EPOCH_LOSS_RTOL. Returns (reference result, runners to time)."""
+    ref_result, timed = None, []
+    for runner in sorted(runners, key=lambda r: r.name != benchlib.REFERENCE):
+        key = f"{runner.name} epoch {tag}"
+        t0 = time.perf_counter()
+        try:
+            runner.warm_up(setup)
+            check = runner.epoch(setup)
+            if runner.name == benchlib.REFERENCE:
+                ref_result = check
+            benchlib.check_epoch_loss(runner.name, check, ref_result)
+            run.report["checks"][key] = "ok"
+            timed.append(runner)
+            log(f"{runner.name} {tag}: check epoch loss {check.loss:.6f} (reference "
+                f"{ref_result.loss:.6f}) [{time.perf_counter() - t0:.1f} s]")
+        except Exception as exc:
+            if runner.name == benchlib.REFERENCE:
+                raise
+            run.fail(key, f"{runner.name} {tag}: epoch check FAILED, not timed: {type(exc).__name__}: {exc}")
+    return ref_result, sorted(timed, key=runners.index)
+
+
+def timed_repeats(run, timed, setup, tag):
+    """--repeats rounds, each timing every runner once (round-robin); an epoch
+    with other load > --max-load is discarded and re-run (up to --retries)."""
+    args = run.args
+    results = {r.name: [] for r in timed}
+    discarded = {r.name: [] for r in timed}
+    for rep in range(args.repeats):
         for runner in timed:
-            for res in results[runner.name]:
-                try:
-                    benchlib.check_epoch_loss(runner.name, res, ref_result)
-                except AssertionError as exc:
-                    failures.append(str(exc))
-            secs = [r.seconds for r in results[runner.name]]
-            report["epochs"].append({
-                "backend": runner.name, "label": runner.label, "batch": batch, "rows": setup.n,
-                "steps": setup.steps, "seconds": stats(secs),
-                "samples_per_s": setup.n / statistics.median(secs),
-                "gflops_dense": setup.flops / statistics.median(secs) / 1e9,
-                "other_load": [r.other_load for r in results[runner.name]],
-                "discarded_contended": [{"seconds": r.seconds, "other_load": r.other_load}
-                                        for r in discarded[runner.name]],
-                "loss": results[runner.name][0].loss, "train_accuracy": results[runner.name][0].accuracy,
-                "reference_loss": ref_result.loss,
-            })
+            while True:
+                run.idle()
+                meter = benchlib.ForeignLoad()
+                res = runner.epoch(setup)
+                res.other_load = meter.load()
+                contended = res.other_load is not None and res.other_load > args.max_load
+                retry = contended and len(discarded[runner.name]) < args.retries
+                log(f"  {tag} repeat {rep + 1}/{args.repeats} {runner.name}: "
+                    f"{res.seconds:.3f} s, loss {res.loss:.6f}, other load {fmt_load(res.other_load)}"
+                    + (" -> discarded, re-run" if retry else ""))
+                if not retry:
+                    break
+                discarded[runner.name].append(res)
+            results[runner.name].append(res)
+    return results, discarded
 
-    # 4. Inference: single image, 10k test set.
+
+def record_epochs(run, runner, setup, results, discarded, ref_result):
+    """Every timed epoch must have trained like the reference; one report entry per runner."""
+    for res in results:
+        try:
+            benchlib.check_epoch_loss(runner.name, res, ref_result)
+        except AssertionError as exc:
+            run.failures.append(str(exc))
+    median = statistics.median(r.seconds for r in results)
+    run.report["epochs"].append({
+        "backend": runner.name, "label": runner.label, "network": benchlib.network_name(setup.sizes),
+        "hidden": list(setup.config.hidden), "batch": setup.config.batch_size, "rows": setup.n,
+        "steps": setup.steps, "epoch_flops": setup.flops, "seconds": stats([r.seconds for r in results]),
+        "samples_per_s": setup.n / median, "gflops_dense": setup.flops / median / 1e9,
+        "other_load": [r.other_load for r in results],
+        "discarded_contended": [{"seconds": r.seconds, "other_load": r.other_load} for r in discarded],
+        "loss": results[0].loss, "train_accuracy": results[0].accuracy, "reference_loss": ref_result.loss,
+    })
+
+
+def measure_inference(run, runners, model, data):
+    """Single image and the 10k test set with ``model``, per runner that infers
+    (the textbook row trains only); probabilities checked against the reference."""
+    quick = run.args.quick
     X_test = np.ascontiguousarray(data.X_test, dtype=model.dtype)
     reference_probs = predict_proba(model, X_test, benchlib.get_backend(benchlib.REFERENCE))
-    for runner in runners:
+    network = benchlib.network_name(model.sizes)
+    for runner in [r for r in runners if hasattr(r, "inference_calls")]:
         single, full = runner.inference_calls(model, X_test)
-        idle()
+        run.idle()
         meter = benchlib.ForeignLoad()
         probs = full()
         ok = bool(np.allclose(probs, reference_probs, rtol=benchlib.OP_RTOL, atol=benchlib.OP_ATOL))
         if not ok and runner.name != "torch":
-            failures.append(f"{runner.name}: 10k inference differs from the reference")
-        s1 = samples(single, 3 if args.quick else 7, 0.05 if args.quick else 0.3)
-        s2 = samples(full, 2 if args.quick else 7, 0.0)
-        report["inference"].append({"backend": runner.name, "label": runner.label,
-                                    "single_image_seconds": stats(s1), "test_10k_seconds": stats(s2),
-                                    "rows": len(X_test), "matches_reference": ok,
-                                    "other_load": meter.load()})
-        log(f"{runner.name}: single image {statistics.median(s1) * 1e6:.1f} us, "
+            run.failures.append(f"{runner.name}: {network} 10k inference differs from the reference")
+        s1 = samples(single, 3 if quick else 7, 0.05 if quick else 0.3)
+        s2 = samples(full, 2 if quick else 7, 0.0)
+        run.report["inference"].append({
+            "backend": runner.name, "label": runner.label, "network": network,
+            "single_image_seconds": stats(s1), "test_10k_seconds": stats(s2), "rows": len(X_test),
+            "matches_reference": ok, "other_load": meter.load()})
+        log(f"{runner.name} {network}: single image {statistics.median(s1) * 1e6:.1f} us, "
             f"10k {statistics.median(s2) * 1e3:.1f} ms")
 
-    # 5. Process start of compiled backends: cold JIT and warm cache.
-    if not args.no_startup:
-        report["startup"] = startup(runners, quick=args.quick, idle=idle)
 
+def finish(run) -> int:
+    """Write the report; 1 if any check failed."""
+    report = run.report
     report["blas_after"] = benchlib.blas_info()  # now with every library loaded
     report["numba_threads"] = numba_threads()
-    report["failures"] = failures
-    report["idle_waits_seconds"] = waits
-    report["total_seconds"] = time.perf_counter() - t_start
-
-    benchlib.write_report(markdown(report, info), report, args.markdown, args.json)
+    report["failures"] = run.failures
+    report["idle_waits_seconds"] = run.waits
+    report["total_seconds"] = time.perf_counter() - run.t_start
+    benchlib.write_report(markdown(report, run.info), report, run.args.markdown, run.args.json)
     log(f"total {report['total_seconds']:.1f} s")
-    if failures:
-        log("FAILED: " + "; ".join(failures))
+    if run.failures:
+        log("FAILED: " + "; ".join(run.failures))
         return 1
     return 0
 
@@ -446,102 +576,175 @@ def startup(runners, quick, idle=lambda: None):
 # ------------------------------------------------------------------ report
 
 def markdown(report, info):
-    v = info["versions"]
-    lines = ["# fastmlp backend comparison", ""]
-    lines += [f"- {line}" for line in benchlib.header_lines(info, report["blas_after"])]
-    if report.get("numba_threads"):
-        lines.append(f"- numba threads: {report['numba_threads']}")
-    sg = report["sgemm"]
-    epochs = report["epochs"]
-    rows = epochs[0]["rows"] if epochs else sg["rows"]
-    gflop = benchlib.epoch_flops(rows) / 1e9
-    layer_rates = ", ".join(f"{g['gemm']}: {g['gflops']:.0f}" for g in sg["layer_shapes"])
-    lines += [
-        f"- workload: 784-128-64-10 float32, {rows} MNIST rows, default recipe (TrainConfig()): "
-        "momentum 0.9 Nesterov, lr 0.05 cosine (epoch 0 of 20), weight decay 1e-3 on W",
-        "- epoch time = row permutation + all train_batches calls (chunked as fastmlp.train.run); "
-        "evaluation, init and compilation excluded; each repeat starts from the same initial model; "
-        "repeats interleaved across backends",
-        f"- dense-equivalent FLOPs per epoch: 2n(3·Σ i·o − 784·128) = 454400·n = {gflop:.3f} GFLOP "
-        "(forward + dW for every layer, dX for all but the first)",
-        f"- checks before timing: ops vs NumPy (rtol {benchlib.OP_RTOL:g}, atol {benchlib.OP_ATOL:g}) "
-        f"at batch 32/128/512; epoch mean loss vs NumPy within rtol {benchlib.EPOCH_LOSS_RTOL:g}",
-        "",
-        f"SGEMM peak: **{sg['peak_gflops']:.1f} GFLOP/s** (np.matmul float32, best of "
-        + ", ".join(f"{k}: {r:.1f}" for k, r in sg["square_gflops"].items())
-        + f") → dense floor **{sg['dense_floor_seconds']:.3f} s/epoch** ({gflop:.2f} GFLOP / peak). "
-        f"At the layer shapes of batch {sg['batch']} the same GEMMs take "
-        f"≥ {sg['layer_shape_floor_seconds']:.3f} s/epoch "
-        f"({layer_rates} GFLOP/s).",
-        "",
-        "| backend | batch | epoch s median | min | max | samples/s | GFLOP/s (dense eq.) "
-        "| % of SGEMM peak | speed-up vs NumPy | epoch loss | other load (CPUs) median / max "
-        "| contended re-runs |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    ref = {e["batch"]: e["seconds"]["median"] for e in epochs if e["backend"] == benchlib.REFERENCE}
-    for e in epochs:
-        s = e["seconds"]
-        ratio = ref.get(e["batch"])
-        ratio = f"{ratio / s['median']:.2f}×" if ratio else "n/a"
-        lines.append(
-            f"| {e['label']} | {e['batch']} | {fmt_s(s['median'])} | {fmt_s(s['min'])} | {fmt_s(s['max'])} "
-            f"| {e['samples_per_s']:,.0f} | {e['gflops_dense']:.2f} "
-            f"| {100 * e['gflops_dense'] / sg['peak_gflops']:.1f}% | {ratio} | {e['loss']:.5f} "
-            f"| {load_cell(e['other_load'])} | {len(e['discarded_contended'])} |")
-    for label, secs in ((f"dense floor at SGEMM peak", sg["dense_floor_seconds"]),
-                        (f"floor at layer-shape SGEMM rates", sg["layer_shape_floor_seconds"])):
-        ratio = ref.get(sg["batch"])
-        ratio = f"{ratio / secs:.2f}×" if ratio else "n/a"
-        lines.append(f"| *{label}* | {sg['batch']} | {fmt_s(secs)} | | | {rows / secs:,.0f} "
-                     f"| {gflop / secs:.2f} | {100 * gflop / secs / sg['peak_gflops']:.1f}% | {ratio} | "
-                     f"| {load_cell([sg.get('other_load')])} | |")
-    n_rep = {e["seconds"]["n"] for e in epochs}
-    lines.append("")
-    lines.append(f"Epoch repeats per backend: {', '.join(map(str, sorted(n_rep))) or 0}. "
-                 "Other load: CPUs used by other processes during each timed epoch "
-                 "(/proc/stat minus this process; 0 = the machine was ours alone)"
-                 + (f"; an epoch with other load > {report['args']['max_load']:g} CPUs was discarded "
-                    f"and re-run, at most {report['args']['retries']} times per backend (contended "
-                    "re-runs: how many; their times are in the JSON)" if report["args"]["retries"]
-                    else "; contended epochs were not re-run (--retries 0)")
-                 + (f"; waited {sum(report['idle_waits_seconds']):.0f} s in total for other processes "
-                    "to go idle before measurements" if report.get("idle_waits_seconds") else "") + ".")
-
-    if report["inference"]:
-        lines += ["", "| backend | single image µs median (min–max) | 10k test set ms median (min–max) "
-                  "| images/s (10k) | matches NumPy |", "|---|---:|---:|---:|---|"]
-        for r in report["inference"]:
-            a, b = r["single_image_seconds"], r["test_10k_seconds"]
-            lines.append(f"| {r['label']} | {a['median'] * 1e6:.1f} ({a['min'] * 1e6:.1f}–{a['max'] * 1e6:.1f}) "
-                         f"| {b['median'] * 1e3:.2f} ({b['min'] * 1e3:.2f}–{b['max'] * 1e3:.2f}) "
-                         f"| {r['rows'] / b['median']:,.0f} | {'yes' if r['matches_reference'] else 'NO'} |")
-
-    st = report.get("startup")
-    if st and st["backends"]:
-        lines += ["", "Process start (subprocess; import, then first train_batches of 4 batches and first "
-                  "forward; wall includes interpreter start):", "",
-                  "| process | import s | first train_batches s | first forward s | import + first calls s "
-                  "| process wall s |", "|---|---:|---:|---:|---:|---:|"]
-
-        def row(label, runs):
-            def med(key):
-                return statistics.median(r[key] for r in runs)
-            n = f" (median of {len(runs)})" if len(runs) > 1 else ""
-            return (f"| {label}{n} | {med('import'):.3f} | {med('first_train_batches'):.3f} "
-                    f"| {med('first_forward'):.3f} | {med('import_plus_first_calls'):.3f} | {med('wall'):.3f} |")
-
-        lines.append(row("numpy (baseline, no JIT)", [st["baseline"]]))
-        for name, r in st["backends"].items():
-            lines.append(row(f"{name} cold JIT (fresh NUMBA_CACHE_DIR)", r["cold"]))
-            lines.append(row(f"{name} warm cache", r["warm"]))
-            if not any(r["cache_files"]):
-                lines.append(f"| *{name} wrote no cache files: warm = cold (no cache=True)* | | | | | |")
+    lines = md_header(report, info)
+    lines += md_epochs(report)
+    lines += md_epoch_notes(report)
+    lines += md_inference(report)
+    lines += md_startup(report.get("startup"))
     if report["skipped"]:
         lines += ["", "Skipped: " + "; ".join(f"{k}: {v}" for k, v in report["skipped"].items())]
     if report["failures"]:
         lines += ["", "**FAILED checks:** " + "; ".join(report["failures"])]
     return "\n".join(lines)
+
+
+def md_header(report, info):
+    """Machine, workload, data, FLOPs per network, checks, SGEMM peak."""
+    lines = ["# fastmlp backend comparison", ""]
+    lines += [f"- {line}" for line in benchlib.header_lines(info, report["blas_after"])]
+    if report.get("numba_threads"):
+        lines.append(f"- numba threads: {report['numba_threads']}")
+    data, sg = report["data"], report["sgemm"]
+    networks = list(dict.fromkeys(f["network"] for f in report["floors"]))
+    batches = list(dict.fromkeys(f["batch"] for f in report["floors"]))
+    lines += [
+        f"- workload: {', '.join(networks)} float32, batch {'/'.join(map(str, batches))}, default recipe "
+        "(TrainConfig(hidden=..., batch_size=...)): momentum 0.9 Nesterov, lr 0.05 cosine (epoch 0 of 20), "
+        "weight decay 1e-3 on W",
+        f"- data: {data['source']}, {data['rows']} training rows, **{100 * data['nonzero_fraction']:.1f}% of "
+        f"their pixels nonzero** (the compiled backend skips zeros); {data['test_rows']} test rows for inference",
+        "- epoch time = row permutation + all train_batches calls (chunked as fastmlp.train.run); "
+        "evaluation, init and compilation excluded; each repeat starts from the same initial model "
+        "(TrainState.fresh); repeats interleaved across backends",
+        "- textbook: bench/textbook.py, the MLP a typical user writes in plain NumPy (X @ W + b, "
+        "np.maximum, softmax, A.T @ dZ; same recipe, same initial weights, epoch order and lr slice), "
+        "one call per epoch",
+        "- dense-equivalent FLOPs per epoch: 2n(3·Σ i·o − i₀·o₀) (forward + dW for every layer, dX for "
+        "all but the first): " + "; ".join(
+            f"{f['network']}: {f['epoch_flops'] / f['rows']:,.0f}·n = {f['epoch_flops'] / 1e9:.3f} GFLOP"
+            for f in {f["network"]: f for f in report["floors"]}.values()),
+        f"- checks before timing: ops vs NumPy (rtol {benchlib.OP_RTOL:g}, atol {benchlib.OP_ATOL:g}) "
+        f"at batch 32/128/512 for every network; epoch mean loss vs NumPy within rtol "
+        f"{benchlib.EPOCH_LOSS_RTOL:g} (textbook and torch too)",
+        "",
+        f"SGEMM peak: **{sg['peak_gflops']:.1f} GFLOP/s** (np.matmul float32, best of "
+        + ", ".join(f"{k}: {r:.1f}" for k, r in sg["square_gflops"].items())
+        + "); dense floor = GFLOP per epoch / peak; layer-shape floor = the same GEMMs, each at the "
+        "rate np.matmul reaches at its shape (rates below the table).",
+    ]
+    return lines
+
+
+def setup_key(entry):
+    return entry["network"], entry["batch"]
+
+
+def median_seconds(entries, name):
+    """{(network, batch): median epoch seconds} of one runner."""
+    return {setup_key(e): e["seconds"]["median"] for e in entries if e["backend"] == name}
+
+
+def ratio(base, secs):
+    return f"{base / secs:.2f}×" if base and secs else "n/a"
+
+
+EPOCH_COLUMNS = ("backend", "network", "batch", "GFLOP/epoch", "epoch s median", "min", "max", "samples/s",
+                 "GFLOP/s (dense eq.)", "% of SGEMM peak", "vs textbook", "vs NumPy backend", "epoch loss",
+                 "other load (CPUs) median / max", "contended re-runs")
+
+
+def md_epochs(report):
+    """One table: per network x batch, a row per runner, then its two floors.
+    vs X = X's median seconds / this row's (> 1: faster than X)."""
+    epochs, sg = report["epochs"], report["sgemm"]
+    textbook = median_seconds(epochs, benchlib.TEXTBOOK_NAME)
+    numpy_ref = median_seconds(epochs, benchlib.REFERENCE)
+    peak = sg["peak_gflops"]
+    lines = ["", "| " + " | ".join(EPOCH_COLUMNS) + " |",
+             "|---|---|" + "---:|" * (len(EPOCH_COLUMNS) - 4) + "---:|---:|"]
+    for floor in report["floors"]:
+        key, gflop = setup_key(floor), floor["epoch_flops"] / 1e9
+        lead = f"{floor['network']} | {floor['batch']} | {gflop:.2f}"
+        for e in (e for e in epochs if setup_key(e) == key):
+            s = e["seconds"]
+            lines.append(
+                f"| {e['label']} | {lead} | {fmt_s(s['median'])} | {fmt_s(s['min'])} | {fmt_s(s['max'])} "
+                f"| {e['samples_per_s']:,.0f} | {e['gflops_dense']:.2f} | {100 * e['gflops_dense'] / peak:.1f}% "
+                f"| {ratio(textbook.get(key), s['median'])} | {ratio(numpy_ref.get(key), s['median'])} "
+                f"| {e['loss']:.5f} | {load_cell(e['other_load'])} | {len(e['discarded_contended'])} |")
+        for label, secs in (("dense floor at SGEMM peak", floor["dense_floor_seconds"]),
+                            ("floor at layer-shape SGEMM rates", floor["layer_shape_floor_seconds"])):
+            lines.append(
+                f"| *{label}* | {lead} | {fmt_s(secs)} | | | {floor['rows'] / secs:,.0f} | {gflop / secs:.2f} "
+                f"| {100 * gflop / secs / peak:.1f}% | {ratio(textbook.get(key), secs)} "
+                f"| {ratio(numpy_ref.get(key), secs)} | | {load_cell([floor.get('other_load')])} | |")
+    return lines
+
+
+def md_epoch_notes(report):
+    """Each compiled backend against textbook, NumPy and PyTorch per setup; the
+    layer-shape SGEMM rates; repeats and other load."""
+    epochs, args = report["epochs"], report["args"]
+    textbook = median_seconds(epochs, benchlib.TEXTBOOK_NAME)
+    numpy_ref = median_seconds(epochs, benchlib.REFERENCE)
+    torch_s = median_seconds(epochs, "torch")
+    others = [e for e in epochs if e["backend"] not in (benchlib.TEXTBOOK_NAME, benchlib.REFERENCE, "torch")]
+    lines = ["", "Speed-ups (the other's median epoch seconds / this one's; > 1: faster):"] if others else []
+    for e in others:
+        key, secs = setup_key(e), e["seconds"]["median"]
+        vs_torch = (f"**{ratio(torch_s[key], secs)}**" if key in torch_s
+                    else "n/a (no PyTorch row: torch not importable, or skipped)")
+        lines.append(f"- {e['network']} batch {e['batch']}: {e['backend']} vs PyTorch eager {vs_torch}, "
+                     f"vs textbook {ratio(textbook.get(key), secs)}, "
+                     f"vs NumPy backend {ratio(numpy_ref.get(key), secs)}")
+    lines.append("")
+    for f in report["floors"]:
+        lines.append(f"- layer-shape SGEMM rates, {f['network']} batch {f['batch']} (GFLOP/s): "
+                     + ", ".join(f"{g['gemm']}: {g['gflops']:.0f}" for g in f["layer_shapes"]))
+    n_rep = {e["seconds"]["n"] for e in epochs}
+    lines.append("")
+    lines.append(f"Epoch repeats per runner: {', '.join(map(str, sorted(n_rep))) or 0}. "
+                 "Other load: CPUs used by other processes during each timed epoch "
+                 "(/proc/stat minus this process; 0 = the machine was ours alone)"
+                 + (f"; an epoch with other load > {args['max_load']:g} CPUs was discarded "
+                    f"and re-run, at most {args['retries']} times per runner (contended "
+                    "re-runs: how many; their times are in the JSON)" if args["retries"]
+                    else "; contended epochs were not re-run (--retries 0)")
+                 + (f"; waited {sum(report['idle_waits_seconds']):.0f} s in total for other processes "
+                    "to go idle before measurements" if report.get("idle_waits_seconds") else "") + ".")
+    return lines
+
+
+def md_inference(report):
+    rows = report["inference"]
+    if not rows:
+        return []
+    numpy_10k = {r["network"]: r["test_10k_seconds"]["median"] for r in rows
+                 if r["backend"] == benchlib.REFERENCE}
+    lines = ["", "| backend | network | single image µs median (min–max) | 10k test set ms median (min–max) "
+             "| images/s (10k) | 10k vs NumPy backend | matches NumPy |", "|---|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        a, b = r["single_image_seconds"], r["test_10k_seconds"]
+        lines.append(f"| {r['label']} | {r['network']} "
+                     f"| {a['median'] * 1e6:.1f} ({a['min'] * 1e6:.1f}–{a['max'] * 1e6:.1f}) "
+                     f"| {b['median'] * 1e3:.2f} ({b['min'] * 1e3:.2f}–{b['max'] * 1e3:.2f}) "
+                     f"| {r['rows'] / b['median']:,.0f} | {ratio(numpy_10k.get(r['network']), b['median'])} "
+                     f"| {'yes' if r['matches_reference'] else 'NO'} |")
+    return lines
+
+
+def md_startup(st):
+    if not st or not st["backends"]:
+        return []
+    lines = ["", "Process start (subprocess; import, then first train_batches of 4 batches and first "
+             "forward; wall includes interpreter start):", "",
+             "| process | import s | first train_batches s | first forward s | import + first calls s "
+             "| process wall s |", "|---|---:|---:|---:|---:|---:|"]
+
+    def row(label, runs):
+        def med(key):
+            return statistics.median(r[key] for r in runs)
+        n = f" (median of {len(runs)})" if len(runs) > 1 else ""
+        return (f"| {label}{n} | {med('import'):.3f} | {med('first_train_batches'):.3f} "
+                f"| {med('first_forward'):.3f} | {med('import_plus_first_calls'):.3f} | {med('wall'):.3f} |")
+
+    lines.append(row("numpy (baseline, no JIT)", [st["baseline"]]))
+    for name, r in st["backends"].items():
+        lines.append(row(f"{name} cold JIT (fresh NUMBA_CACHE_DIR)", r["cold"]))
+        lines.append(row(f"{name} warm cache", r["warm"]))
+        if not any(r["cache_files"]):
+            lines.append(f"| *{name} wrote no cache files: warm = cold (no cache=True)* | | | | | |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -1,18 +1,22 @@
-"""One training epoch per backend: the default recipe (TrainConfig(): batch 128,
-Nesterov momentum 0.9, lr 0.05 cosine, weight decay 1e-3), 784-128-64-10
-float32, 60000 MNIST rows (6000 with FASTMLP_BENCH_QUICK=1).
+"""One training epoch per backend, and the textbook yardstick: the default recipe
+(TrainConfig(): batch 128, Nesterov momentum 0.9, lr 0.05 cosine, weight decay
+1e-3), 784-128-64-10 float32, 60000 MNIST rows (6000 with FASTMLP_BENCH_QUICK=1).
 
 Timed: the epoch's permutation plus every train_batches call over all batches,
 chunked as fastmlp.train.run does; not timed: evaluation, model init, the
 lr schedule, compilation (benchlib.run_epoch). Before timing, an untimed epoch
 from the same initial model must give the reference's mean loss within
 rtol 1e-3, and every timed round must too.
+
+test_epoch_textbook times bench/textbook.py (the plain-NumPy MLP a typical
+user writes, one call per epoch; benchlib.TEXTBOOK) the same way, in the same
+benchmark group as the backends, so the table shows the yardstick beside them.
 """
 
 import benchlib
 
 
-def test_epoch(benchmark, backend, epoch_setup, reference_epoch, quick):
+def _bench_epoch(benchmark, backend, epoch_setup, reference_epoch, quick):
     benchlib.warm_up_epoch(backend, epoch_setup)
     if backend.name == benchlib.REFERENCE:
         checked = reference_epoch  # the fixture's epoch is the reference's own check run
@@ -36,3 +40,11 @@ def test_epoch(benchmark, backend, epoch_setup, reference_epoch, quick):
     benchmark.extra_info.update(
         backend=backend.name, rows=epoch_setup.n, loss=results[0].loss,
         samples_per_s=epoch_setup.n / best, gflops_dense=epoch_setup.flops / best / 1e9)
+
+
+def test_epoch(benchmark, backend, epoch_setup, reference_epoch, quick):
+    _bench_epoch(benchmark, backend, epoch_setup, reference_epoch, quick)
+
+
+def test_epoch_textbook(benchmark, epoch_setup, reference_epoch, quick):
+    _bench_epoch(benchmark, benchlib.TEXTBOOK, epoch_setup, reference_epoch, quick)
