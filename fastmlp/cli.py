@@ -16,6 +16,7 @@ from fastmlp.errors import FastmlpError
 
 DEFAULT_MODEL = "fastmlp-model.npz"
 EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
+NOTICE_AFTER = 0.3  # s: a longer wait for the kernels to get ready is announced
 
 
 class _Parser(argparse.ArgumentParser):
@@ -150,6 +151,7 @@ def _run_train(args) -> int:
             _check_writable(Path(path), flag)
 
     backend = get_backend(args.backend)
+    wait_until_ready = _get_ready(backend, config.dtype)  # compiles while the data loads
     data = load_dataset(args.data, dtype=config.dtype)
     if args.resume and saved.meta.get("data", {}).get("checksum") != data.checksum:
         raise FastmlpError(f"{args.resume}: was trained on other data than {data.source}")
@@ -168,6 +170,7 @@ def _run_train(args) -> int:
           + (f", dropout {config.dropout:g}" if config.dropout else "")
           + (f", SWA from epoch {config.swa_start}" if config.swa_start else "")
           + (f", resuming at epoch {state.epoch + 1}" if args.resume else ""))
+    wait_until_ready()  # before the log, the bar and the first timed batch
 
     def save_checkpoint():
         checkpoint.save(out, train.to_checkpoint(config, state, data))
@@ -226,6 +229,28 @@ def _run_train(args) -> int:
              if state.swa is not None else f"test accuracy {last['test_accuracy'] * 100:.2f}%")
     print(f"saved {out}: {model} after {state.epoch} epochs, {total:.1f} s of training")
     return 0
+
+
+def _get_ready(backend, dtype):
+    """Start ``backend.prepare(dtype)`` in a background thread now, so that a
+    compile overlaps loading the data, and return ``wait_until_ready()`` to
+    call just before the kernels first run. It blocks until they are ready,
+    raising a failure as the usual one-line FastmlpError, and announces a wait
+    longer than NOTICE_AFTER on stderr (a cold Numba cache compiles for 5-35 s):
+    never a silent pause, and never compile time inside a timed epoch."""
+    from fastmlp.readiness import Preparation
+
+    preparation = Preparation(backend.name, dtype, lambda: backend)
+
+    def wait_until_ready():
+        if not preparation.wait(NOTICE_AFTER):
+            print(f"compiling {backend.name} kernels (first run only)…", file=sys.stderr, flush=True)
+            preparation.wait()
+            if preparation.error is None:
+                print(f"…ready in {preparation.seconds:.1f} s", file=sys.stderr, flush=True)
+        preparation.result()
+
+    return wait_until_ready
 
 
 def _percent(record, label, key) -> str:
@@ -342,10 +367,12 @@ def _run_evaluate(args) -> int:
             _check_writable(Path(path), flag)
     model = checkpoint.load(args.model).model
     backend = get_backend(args.backend)
+    wait_until_ready = _get_ready(backend, model.dtype)
     data = load_dataset(args.data, dtype=model.dtype)
     if data.X_test.shape[1] != model.sizes[0]:
         raise FastmlpError(f"{args.model}: expects {model.sizes[0]} inputs, "
                            f"the data has {data.X_test.shape[1]} pixels per image")
+    wait_until_ready()
     report = evaluate(model, data.X_test, data.y_test, backend)
     print(json.dumps(report.to_json()) if args.json else format_report(report))
     if args.plot:
@@ -372,6 +399,7 @@ def _run_predict(args) -> int:
         raise FastmlpError(f"{args.model}: expects {model.sizes[0]} inputs, but images are "
                            f"normalized to 28x28 = 784 pixels")
     backend = get_backend(args.backend)
+    _get_ready(backend, model.dtype)()  # nothing slow to overlap: wait (announced) now
     failed = 0
     for path in args.images:
         try:
@@ -404,8 +432,11 @@ def _run_gradcheck(args) -> int:
         raise FastmlpError("--batch-size and --entries must be positive")
     names = [n.strip() for n in args.backends.split(",") if n.strip()]
     backends = {name: get_backend(name) for name in names}
+    waits = [_get_ready(backend, args.dtype) for backend in backends.values()]
     data = load_dataset(args.data)
     model = MLP.init(args.hidden, seed=args.seed, dtype=args.dtype, n_inputs=data.X_train.shape[1])
+    for wait_until_ready in waits:
+        wait_until_ready()
     rows = np.random.default_rng(args.seed).choice(len(data.X_train), args.batch_size, replace=False)
     X = np.ascontiguousarray(data.X_train[rows], dtype=args.dtype)
     table = gradcheck.check(backends, model, X, data.y_train[rows], per_tensor=args.entries,

@@ -7,7 +7,10 @@ Layout (about 990x610 px, fits a 1366x768 screen):
     [ Test digit, Open image ]  [ 10 probability bars    ]  [ training + curve ]
     [ status bar                                                                ]
 
-Everything runs on the Tk thread except training (fastmlp.gui.training).
+Everything runs on the Tk thread except training (fastmlp.gui.training) and
+getting a compiled backend ready (fastmlp.readiness: a cold Numba cache
+compiles for 5-35 s). Until the selected backend is ready for the model's
+dtype, NumPy answers and the radio button says the backend is getting ready.
 Errors never close the window: FastmlpError messages (one line) go to the
 status bar and, for user actions, a message box.
 """
@@ -29,15 +32,18 @@ from fastmlp.gui.answer import AnswerPanel
 from fastmlp.gui.canvas import DrawingCanvas
 from fastmlp.gui.inference import check_model, classify, classify_picture
 from fastmlp.gui.plot import CurvePlot
-from fastmlp.gui.training import EpochDone, Failed, Finished, Progress, TrainingController
+from fastmlp.gui.training import EpochDone, Failed, Finished, Progress, Stage, TrainingController
 from fastmlp.kernels import BACKENDS, get_backend
 from fastmlp.preprocess import load_and_normalize
+from fastmlp.readiness import Preparation
 from fastmlp.train import TrainConfig
 
 PRETRAINED = Path(fastmlp.__file__).resolve().parent / "pretrained" / "fastmlp-mnist.npz"
 DEBOUNCE_MS = 30  # predict this long after the last change: one answer per burst of motion
 MAX_WAIT_MS = 120  # ... but while the pen keeps moving, answer at least this often
-POLL_MS = 50  # how often the Tk thread drains the training queue
+POLL_MS = 50  # how often the Tk thread drains the training queue (and checks readiness)
+REFERENCE = "numpy"  # needs no preparing: what answers while another backend gets ready
+GETTING_READY = " (getting ready…)"  # added to a radio button's label meanwhile
 DRAW_PROMPT = "draw a digit"
 NO_MODEL = "no model loaded: File > Open model or Train"
 BACKEND_LABELS = {"numpy": "NumPy", "numba": "Numba"}
@@ -67,7 +73,11 @@ class DigitApp:
 
         self.model = None  # fastmlp.model.MLP, or None before one is loaded/trained
         self.checkpoint = None  # what File > Save model writes
-        self.backend = get_backend("numpy")
+        self.backend = get_backend(REFERENCE)  # the kernels in use, ready for the model's dtype
+        # (name, dtype) -> backend module that finished preparing for that dtype,
+        # and -> Preparation still running in the background.
+        self._ready = {}
+        self._preparing = {}
         self.answer = None  # the last fastmlp.gui.inference.Answer shown, or None
         # What the answer panel is about: None = the drawing, else
         # (x: (784,) input, caption, true label or None) from an image/test digit.
@@ -80,7 +90,7 @@ class DigitApp:
         self._training_epochs = 1
 
         self.brush = tk.IntVar(value=18)
-        self.backend_var = tk.StringVar(value="numpy")
+        self.backend_var = tk.StringVar(value=REFERENCE)  # the selected kernels
         self.epochs_var = tk.StringVar(value="5")
         self.images_var = tk.StringVar(value="60000")
         self.status_var = tk.StringVar()
@@ -104,7 +114,7 @@ class DigitApp:
             root.bind(sequence, lambda event, action=action: action())
 
         self._load_initial_model(model_path)
-        if backend != "numpy":
+        if backend != REFERENCE:
             self.select_backend(backend)
         self.refresh()
 
@@ -282,34 +292,76 @@ class DigitApp:
     # ------------------------------------------------------------ backend
 
     def select_backend(self, name: str) -> bool:
-        """Switch kernels. A backend that fails to load leaves the current one
-        (the error goes to the status bar) and returns False."""
-        try:
-            backend = get_backend(name)
-            seconds = self._warm_up(backend)
-        except FastmlpError as exc:
-            self.backend_var.set(self.backend.name)
-            self.show_error(exc, dialog=False)
-            return False
-        self.backend = backend
+        """Select kernels; never waits on the Tk thread. A backend ready for
+        the model's dtype takes over at once (True). Otherwise it is loaded
+        and prepared in the background while the reference keeps answering,
+        and _poll_ready switches to it if it is still the one selected then
+        (False); a failure goes to the status bar and leaves the reference."""
         self.backend_var.set(name)
-        compiled = f" (first call, compiling: {seconds:.1f} s)" if seconds > 0.1 else ""
-        self.set_status(f"kernels: {BACKEND_LABELS.get(name, name)}{compiled}")
+        dtype = self._kernel_dtype()
+        ready = self._ready_backend(name, dtype)
+        if ready is not None:
+            self._use(ready)
+            return True
+        if self._ready_backend(self.backend.name, dtype) is None:
+            self.backend = self._ready_backend(REFERENCE, dtype)  # e.g. a float64 model opened
+        if (name, dtype) not in self._preparing:
+            preparation = Preparation(name, dtype, lambda: get_backend(name))
+            self._preparing[name, dtype] = preparation
+            self.root.after(POLL_MS, self._poll_ready, preparation)
+        self._show_backends()
+        label = BACKEND_LABELS.get(name, name)
+        self.set_status(f"getting {label} kernels ready for {dtype} (compiling them the first "
+                        f"time); {BACKEND_LABELS[REFERENCE]} answers meanwhile")
         self.refresh()
-        return True
+        return False
 
-    def _warm_up(self, backend) -> float:
-        """Run one prediction so the timing shown later is not a JIT compile.
-        Returns its duration in seconds."""
-        if self.model is None:
-            return 0.0
-        start = time.perf_counter()
-        try:
-            classify(self.model, backend, np.zeros(784, np.float32))
-        except Exception as exc:  # e.g. a numba compile error: the backend is unusable
-            raise FastmlpError(f"backend {backend.name!r} failed: {type(exc).__name__}: "
-                               f"{one_line(exc)}") from None
-        return time.perf_counter() - start
+    def _kernel_dtype(self) -> np.dtype:
+        """The dtype predictions run in: the model's (float32, training's
+        default, before there is one)."""
+        return np.dtype(self.model.dtype if self.model is not None else TrainConfig.dtype)
+
+    def _ready_backend(self, name: str, dtype):
+        """The backend ``name`` if it is ready for ``dtype`` (the reference
+        always is), else None."""
+        if name == REFERENCE:
+            return get_backend(REFERENCE)
+        return self._ready.get((name, np.dtype(dtype)))
+
+    def _use(self, backend, note: str = "") -> None:
+        self.backend = backend
+        self._show_backends()
+        self.set_status(f"kernels: {BACKEND_LABELS.get(backend.name, backend.name)}{note}")
+        self.refresh()
+
+    def _show_backends(self) -> None:
+        """The selected radio button says so while its backend gets ready."""
+        selected = self.backend_var.get()
+        for name, button in self.backend_buttons.items():
+            waiting = name == selected and name != self.backend.name
+            button.configure(text=BACKEND_LABELS.get(name, name) + (GETTING_READY if waiting else ""))
+
+    def _poll_ready(self, preparation: Preparation) -> None:
+        """Tk side of a background preparation (an after() loop, never
+        blocking). When it ends: remember a ready backend, and switch to it if
+        it is still selected for the model's dtype (the user may have gone
+        back to NumPy or opened a model of another dtype meanwhile); report a
+        failure only if it is, since only then does it concern the user."""
+        if not preparation.done:
+            self.root.after(POLL_MS, self._poll_ready, preparation)
+            return
+        key = (preparation.name, preparation.dtype)
+        self._preparing.pop(key, None)
+        wanted = (self.backend_var.get() == preparation.name
+                  and self._kernel_dtype() == preparation.dtype)
+        if preparation.error is None:
+            self._ready[key] = preparation.backend
+            if wanted:
+                self._use(preparation.backend, f" (ready in {preparation.seconds:.1f} s)")
+        elif wanted:
+            self.backend_var.set(self.backend.name)
+            self._show_backends()
+            self.show_error(preparation.error, dialog=False)
 
     # -------------------------------------------------------------- model
 
@@ -341,12 +393,9 @@ class DigitApp:
         self.model_label.configure(
             text=f"{description}\n{'-'.join(map(str, model.sizes))}, {model.dtype}")
         self.file_menu.entryconfigure("Save model…", state="normal")
-        try:
-            self._warm_up(self.backend)
-        except FastmlpError as exc:  # e.g. numba cannot compile this dtype
-            self.show_error(exc, dialog=False)
-            self.select_backend("numpy")
-        self.refresh()
+        # The selected kernels, if ready for this model's dtype; else NumPy
+        # answers while they get ready for it.
+        self.select_backend(self.backend_var.get())
 
     def save_model(self, path) -> bool:
         if self.checkpoint is None:
@@ -423,21 +472,27 @@ class DigitApp:
         return TrainConfig(epochs=values["epochs"], limit=values["limit"])
 
     def start_training(self) -> bool:
-        """Train a fresh network in the background; the window stays live."""
+        """Train a fresh network in the background with the selected kernels
+        (even while they are still getting ready here); the window stays live.
+        The training thread prepares them first, which the label announces
+        unless they are known to be ready."""
         try:
             config = self.training_config()
-            self.training.start(config, self.backend)
+            name = self.backend_var.get()
+            backend = self.backend if name == self.backend.name else get_backend(name)
+            self.training.start(config, backend)
         except FastmlpError as exc:
             self.show_error(exc)
             return False
         self.train_button.configure(state="disabled")
         self.cancel_button.configure(state="normal")
         self.progress.configure(value=0)
-        self.progress_label.configure(text="loading data…")
+        ready = self._ready_backend(name, config.dtype) is not None
+        self.progress_label.configure(text="loading data…" if ready else f"compiling {name} kernels…")
         self.plot.reset(config.epochs)
         self._training_epochs = config.epochs
         self.set_status(f"training {config.epochs} epochs on {config.limit} images "
-                        f"({self.backend.name} kernels)…")
+                        f"({name} kernels)…")
         self.root.after(POLL_MS, self._poll_training)
         return True
 
@@ -449,7 +504,9 @@ class DigitApp:
     def _poll_training(self) -> None:
         finished = None
         for event in self.training.poll():
-            if isinstance(event, Progress):
+            if isinstance(event, Stage):
+                self.progress_label.configure(text=event.text)
+            elif isinstance(event, Progress):
                 self.plot.add_loss(event.position, event.loss)
                 self.progress.configure(value=100.0 * event.position / self._training_epochs)
                 self.progress_label.configure(

@@ -1,10 +1,14 @@
 """Training in a background thread, watched from the Tk thread. No Tk here.
 
-The training thread never touches widgets: it puts events (Progress,
+The training thread never touches widgets: it puts events (Stage, Progress,
 EpochDone, then Finished or Failed) into a queue.Queue, and the Tk thread
 drains it with ``poll()`` from an ``after()`` loop. Cancelling sets a
 threading.Event that fastmlp.train.run reads through ``should_stop``
 between batches, so a cancel takes effect within one batch.
+
+The thread first gets the backend's kernels ready (fastmlp.readiness.prepare:
+a cold Numba cache compiles for 5-35 s), so that the wait is neither on the
+Tk thread nor inside the first epoch's timed seconds.
 """
 
 import queue
@@ -13,7 +17,16 @@ from dataclasses import dataclass
 
 from fastmlp.data import load_dataset
 from fastmlp.errors import FastmlpError
+from fastmlp.readiness import prepare
 from fastmlp.train import TrainConfig, TrainState, checkpoint_meta, run, training_rows
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What the run does before its first batch, for the progress label: sent
+    once the kernels are ready ("loading data…")."""
+
+    text: str
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,8 @@ class TrainingController:
 
     def _train(self, config, backend, data, events: queue.Queue) -> None:
         try:
+            prepare(backend, config.dtype)
+            events.put(Stage("loading data…"))
             data = data if data is not None else load_dataset(dtype=config.dtype)
             n = len(training_rows(data, config)[0])
             state = TrainState.fresh(config)

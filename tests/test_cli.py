@@ -9,11 +9,14 @@ matters (signals, ``python -m``, warnings printed to the real stderr).
 import io
 import json
 import os
+import re
 import select
 import signal
 import subprocess
 import sys
+import threading
 import time
+import types
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -427,6 +430,142 @@ def test_resume_checkpoint_from_before_swa_existed(tmp_path, one_epoch):
     assert code == 0, err
     resumed = checkpoint.load(old)
     assert resumed.live is None and resumed.meta["config"]["swa_start"] is None
+
+
+# ------------------------------------------------- kernels getting ready
+
+COMPILING = "compiling numba kernels (first run only)…"
+READY = re.compile(r"…ready in (\d+\.\d) s")
+SLOW_PREPARE = 0.8  # s: longer than the 0.3 s after which a wait is announced
+
+
+def fake_numba(monkeypatch, prepare):
+    """Make ``--backend numba`` a stand-in whatever the real install's state:
+    the reference's kernels with ``prepare`` as its prepare. Like a JIT, its
+    kernels wait for the compile that prepare does (at most 5 s), so a command
+    that ran them before prepare finished would put that wait in its timings."""
+    from fastmlp import kernels
+    from fastmlp.kernels import contract, numpy_backend
+
+    compiled = threading.Event()
+
+    def after_compiling(op):
+        def call(*args, **kwargs):
+            compiled.wait(5)
+            return op(*args, **kwargs)
+        return call
+
+    def prepare_then_compiled(dtype):
+        prepare(dtype)
+        compiled.set()
+
+    backend = types.SimpleNamespace(name="numba", **{
+        op: after_compiling(getattr(numpy_backend, op)) for op in contract.OPS})
+    backend.prepare = prepare_then_compiled
+    real = kernels.get_backend
+    monkeypatch.setattr(kernels, "get_backend",
+                        lambda name=None: backend if name == "numba" else real(name))
+    return backend
+
+
+@pytest.fixture
+def data_cached():
+    """The shipped MNIST decoded already, so that a SLOW_PREPARE outlasts loading it."""
+    from fastmlp.data import load_dataset
+    load_dataset()
+
+
+def test_train_announces_compiling_and_keeps_it_out_of_epoch_seconds(tmp_path, monkeypatch,
+                                                                     data_cached):
+    import fastmlp.data
+
+    started, prepared, overlapped = threading.Event(), [], []
+
+    def slow_prepare(dtype):
+        prepared.append(np.dtype(dtype))
+        started.set()
+        time.sleep(SLOW_PREPARE)
+
+    real_load = fastmlp.data.load_dataset
+
+    def load_dataset(*args, **kwargs):
+        overlapped.append(started.wait(2))  # is it compiling while the data loads?
+        return real_load(*args, **kwargs)
+
+    fake_numba(monkeypatch, slow_prepare)
+    monkeypatch.setattr(fastmlp.data, "load_dataset", load_dataset)
+    log = tmp_path / "log.jsonl"
+    code, out, err = run("train", "--backend", "numba", "--limit", 500, "--epochs", 2, "--quiet",
+                         "--log", log, "--out", tmp_path / "m.npz")
+    assert code == 0, err
+    assert prepared == [np.dtype("float32")] and overlapped == [True]
+    lines = err.splitlines()
+    assert len(lines) == 2 and lines[0] == COMPILING, err
+    assert READY.fullmatch(lines[1]) and float(READY.fullmatch(lines[1])[1]) >= SLOW_PREPARE - 0.05
+    seconds = [json.loads(line)["seconds"] for line in log.read_text().splitlines()]
+    assert len(seconds) == 2 and max(seconds) < SLOW_PREPARE / 2, seconds
+    assert "backend numba" in out.splitlines()[0]
+
+
+def test_a_prepare_that_is_quick_is_not_announced(tmp_path, monkeypatch):
+    fake_numba(monkeypatch, lambda dtype: None)
+    code, out, err = run("train", "--backend", "numba", "--limit", 500, "--epochs", 1, "--quiet",
+                         "--out", tmp_path / "m.npz")
+    assert code == 0 and err == "", err
+
+
+def _command(name, trained, image):
+    return {"evaluate": ["evaluate", trained["m.npz"], "--backend", "numba"],
+            "predict": ["predict", "--backend", "numba", trained["m.npz"], image],
+            "gradcheck": ["gradcheck", "--backends", "numpy,numba", "--hidden", "16",
+                          "--entries", 5]}[name]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict", "gradcheck"])
+def test_every_command_announces_a_slow_prepare(trained, good_image, monkeypatch, data_cached,
+                                                command):
+    dtypes = []
+    fake_numba(monkeypatch, lambda dtype: dtypes.append(np.dtype(dtype)) or time.sleep(SLOW_PREPARE))
+    code, out, err = run(*_command(command, trained, good_image))
+    assert code == 0, err
+    lines = err.splitlines()
+    assert len(lines) == 2 and lines[0] == COMPILING and READY.fullmatch(lines[1]), err
+    assert dtypes == [np.dtype("float64" if command == "gradcheck" else "float32")]
+    assert out
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "gradcheck"])
+def test_a_prepare_that_raises_is_a_one_line_error(trained, good_image, tmp_path, monkeypatch,
+                                                  command):
+    def broken(dtype):
+        raise RuntimeError("Failed in nopython mode pipeline\n\nLLVM ERROR: out of registers")
+
+    fake_numba(monkeypatch, broken)
+    out_path = tmp_path / "m.npz"
+    argv = (["train", "--backend", "numba", "--limit", 500, "--epochs", 1, "--quiet",
+             "--out", out_path] if command == "train" else _command(command, trained, good_image))
+    code, out, err = run(*argv)
+    assert code == 2
+    assert_one_line_error(err, "backend 'numba' failed", "RuntimeError",
+                          "pipeline LLVM ERROR: out of registers")
+    assert "epoch " not in out and not out_path.exists()
+    if command != "train":
+        assert out == ""
+
+
+def test_a_prepare_that_raises_after_the_notice_still_ends_in_one_error_line(tmp_path,
+                                                                            monkeypatch,
+                                                                            data_cached):
+    def slow_then_broken(dtype):
+        time.sleep(SLOW_PREPARE)
+        raise RuntimeError("boom")
+
+    fake_numba(monkeypatch, slow_then_broken)
+    code, out, err = run("train", "--backend", "numba", "--limit", 500, "--epochs", 1, "--quiet",
+                         "--out", tmp_path / "m.npz")
+    assert code == 2
+    assert err.splitlines()[0] == COMPILING
+    assert_one_line_error(err.split("\n", 1)[1], "backend 'numba' failed", "RuntimeError: boom")
 
 
 # ------------------------------------------------------------------- Ctrl-C

@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import tkinter as tk
 import types
@@ -36,7 +37,8 @@ from fastmlp.gui import xvfb
 from fastmlp.gui.app import DRAW_PROMPT, NO_MODEL, DigitApp
 from fastmlp.gui.inference import percentages
 from fastmlp.gui.strokes import PAPER, SIZE, Stroke, render
-from fastmlp.kernels import get_backend
+from fastmlp.kernels import contract, get_backend
+from fastmlp.model import MLP
 from fastmlp.preprocess import load_image, normalize_digit
 from fastmlp.train import TrainConfig, TrainState, run
 
@@ -101,6 +103,11 @@ def errors(monkeypatch):
 
 @pytest.fixture
 def app(display, small_model, errors):
+    # The previous test's app is garbage only now (pytest held it through its
+    # teardown): collect it here, on the Tk thread, before a background thread
+    # (training, a Numba compile) allocates enough to run the cyclic GC and
+    # finalise its Tk variables there ("main thread is not in main loop").
+    gc.collect()
     root = tk.Tk()
     digit_app = DigitApp(root, model_path=small_model)
     root.update()
@@ -296,15 +303,20 @@ def test_switching_to_numba_keeps_predicting_or_reports_why_not(app, errors):
         available, reason = False, str(exc)
 
     app.backend_buttons["numba"].invoke()
-    app.root.update()
-    if available:
-        assert app.backend.name == "numba" and app.backend_var.get() == "numba"
+    # A cold Numba cache compiles for up to ~35 s, in the background.
+    assert pump_until(app.root, lambda: app.backend.name == app.backend_var.get(), timeout=90)
+    if app.backend.name == "numba":
+        assert available and app.backend_var.get() == "numba"
         assert "numba" in app.timing_label.cget("text")
         assert shown(app) in DIGITS
         np.testing.assert_allclose(app.answer.probs, numpy_probs, atol=1e-5)
-    else:
+    else:  # it failed to import, or to compile: said in one line
         assert app.backend.name == "numpy" and app.backend_var.get() == "numpy"
-        assert app.status_var.get() == reason
+        if available:
+            assert app.status_var.get().startswith(
+                "backend 'numba' failed to get its float32 kernels ready: "), app.status_var.get()
+        else:
+            assert app.status_var.get() == reason
         assert errors == []  # the status bar, not a dialog
         assert shown(app) in DIGITS
 
@@ -316,15 +328,17 @@ def test_switching_backend_predicts_with_the_new_kernels(app, monkeypatch):
     numpy_backend = get_backend("numpy")
     calls = []
     stand_in = types.SimpleNamespace(
-        name="numba", forward=lambda W, b, X: calls.append(X.shape) or numpy_backend.forward(W, b, X))
+        name="numba", prepare=lambda dtype: None,
+        forward=lambda W, b, X: calls.append(X.shape) or numpy_backend.forward(W, b, X))
     monkeypatch.setattr(app_module, "get_backend",
                         lambda name: stand_in if name == "numba" else get_backend(name))
     draw_and_wait(app, SEVEN)
     numpy_probs = app.answer.probs.copy()
 
     app.backend_buttons["numba"].invoke()
-    assert app.backend is stand_in and app.backend_var.get() == "numba"
-    assert calls and all(shape == (1, 784) for shape in calls)  # warm-up + the re-prediction
+    assert pump_until(app.root, lambda: app.backend is stand_in)
+    assert app.backend_var.get() == "numba"
+    assert calls and all(shape == (1, 784) for shape in calls)  # the re-prediction
     assert "on numba" in app.timing_label.cget("text")
     np.testing.assert_array_equal(app.answer.probs, numpy_probs)
     calls.clear()
@@ -347,12 +361,183 @@ def test_a_backend_that_fails_to_load_leaves_numpy_in_charge(app, monkeypatch):
     monkeypatch.setattr(app_module, "get_backend", broken)
     draw_and_wait(app, SEVEN)
     app.backend_buttons["numba"].invoke()
-    app.root.update()
+    assert pump_until(app.root, lambda: app.status_var.get() == message)
     assert app.backend.name == "numpy" and app.backend_var.get() == "numpy"
-    assert app.status_var.get() == message
+    assert app.backend_buttons["numba"].cget("text") == "Numba"
     drag(app, BAR)
     app.clear()
     draw_and_wait(app, SEVEN)  # still predicting
+
+
+# ------------------------------------------- a backend that takes its time
+
+class SlowNumba:
+    """A stand-in "numba": the reference's kernels, with a prepare that blocks
+    until the test calls release() (or 10 s pass: an app that waited for it
+    on the Tk thread then fails the test instead of hanging it). Like a JIT,
+    its train_batches would wait for that compile too; it records whether it
+    ever ran before prepare had returned."""
+
+    def __init__(self, failure=None):
+        reference = get_backend("numpy")
+        for op in contract.OPS:
+            if not hasattr(SlowNumba, op):  # prepare, forward, train_batches are below
+                setattr(self, op, getattr(reference, op))
+        self.name, self.failure = "numba", failure
+        self.prepared = []  # (dtype, name of the calling thread)
+        self.forward_calls = 0
+        self.trained_before_ready = False
+        self._released, self._returned = threading.Event(), threading.Event()
+
+    def release(self):
+        self._released.set()
+
+    def prepare(self, dtype):
+        self.prepared.append((np.dtype(dtype), threading.current_thread().name))
+        self._released.wait(10)
+        self._returned.set()
+        if self.failure is not None:
+            raise self.failure
+
+    def forward(self, W, b, X):
+        self.forward_calls += 1
+        return get_backend("numpy").forward(W, b, X)
+
+    def train_batches(self, *args):
+        self.trained_before_ready |= not self._returned.is_set()
+        return get_backend("numpy").train_batches(*args)
+
+
+def install(monkeypatch, backend):
+    monkeypatch.setattr(app_module, "get_backend",
+                        lambda name: backend if name == "numba" else get_backend(name))
+    return backend
+
+
+def getting_ready(app) -> bool:
+    return "getting ready" in app.backend_buttons["numba"].cget("text")
+
+
+def settle(app):
+    """Run the event loop long enough for a finished preparation to be noticed."""
+    pump_until(app.root, lambda: False, timeout=4 * app_module.POLL_MS / 1000)
+
+
+@pytest.mark.gui
+def test_numba_gets_ready_in_the_background_while_numpy_keeps_answering(app, monkeypatch):
+    slow = install(monkeypatch, SlowNumba())
+    draw_and_wait(app, SEVEN)
+    clicked = time.monotonic()
+    app.backend_buttons["numba"].invoke()
+    assert time.monotonic() - clicked < 0.5, "the click waited for prepare"
+    assert app.backend.name == "numpy" and app.backend_var.get() == "numba" and getting_ready(app)
+
+    # Prepare is still blocked: the window keeps drawing and answering, on NumPy.
+    settle(app)
+    app.clear()
+    draw_and_wait(app, BAR)
+    assert "on numpy" in app.timing_label.cget("text") and slow.forward_calls == 0
+    assert getting_ready(app) and app.backend.name == "numpy"
+    assert [(dtype, thread != threading.main_thread().name) for dtype, thread in slow.prepared] \
+        == [(np.dtype("float32"), True)]
+
+    slow.release()
+    assert pump_until(app.root, lambda: app.backend is slow)
+    assert app.backend_var.get() == "numba" and not getting_ready(app)
+    assert app.backend_buttons["numba"].cget("text") == "Numba"
+    assert "ready in" in app.status_var.get()
+    assert slow.forward_calls and "on numba" in app.timing_label.cget("text")  # re-answered
+
+
+@pytest.mark.gui
+def test_going_back_to_numpy_while_numba_gets_ready_stays_on_numpy(app, monkeypatch):
+    slow = install(monkeypatch, SlowNumba())
+    draw_and_wait(app, SEVEN)
+    app.backend_buttons["numba"].invoke()
+    app.backend_buttons["numpy"].invoke()
+    assert app.backend.name == "numpy" and app.backend_var.get() == "numpy"
+    assert not getting_ready(app)
+    slow.release()
+    assert pump_until(app.root, lambda: slow.prepared and slow._returned.is_set())
+    settle(app)
+    assert app.backend.name == "numpy" and app.backend_var.get() == "numpy"
+    assert "on numpy" in app.timing_label.cget("text")
+
+    # Ready now: selecting it again switches at once, without preparing again.
+    app.backend_buttons["numba"].invoke()
+    assert app.backend is slow and not getting_ready(app)
+    assert len(slow.prepared) == 1
+
+
+@pytest.mark.gui
+def test_opening_a_model_while_numba_gets_ready_keeps_numpy_until_it_is(app, monkeypatch,
+                                                                        other_model):
+    slow = install(monkeypatch, SlowNumba())
+    app.backend_buttons["numba"].invoke()
+    assert app.open_model(other_model)
+    assert app.backend.name == "numpy" and getting_ready(app)
+    draw_and_wait(app, SEVEN)  # the new model answers meanwhile
+    assert "on numpy" in app.timing_label.cget("text")
+    slow.release()
+    assert pump_until(app.root, lambda: app.backend is slow)
+    assert len(slow.prepared) == 1  # one preparation served both: same dtype
+
+
+@pytest.mark.gui
+def test_a_model_of_another_dtype_gets_numba_ready_for_it_in_the_background(
+        app, monkeypatch, small_model, tmp_path):
+    slow = install(monkeypatch, SlowNumba())
+    slow.release()
+    app.backend_buttons["numba"].invoke()
+    assert pump_until(app.root, lambda: app.backend is slow)
+    model = checkpoint.load(small_model).model
+    wide = tmp_path / "float64.npz"
+    checkpoint.save(wide, checkpoint.Checkpoint(
+        MLP(model.sizes, [w.astype(np.float64) for w in model.W], [b.astype(np.float64) for b in model.b])))
+    slow._released.clear()
+
+    assert app.open_model(wide)
+    assert app.backend.name == "numpy" and getting_ready(app)  # numba is not ready for float64
+    draw_and_wait(app, SEVEN)
+    assert "on numpy" in app.timing_label.cget("text")
+    slow.release()
+    assert pump_until(app.root, lambda: app.backend is slow)
+    assert [dtype for dtype, _ in slow.prepared] == [np.dtype("float32"), np.dtype("float64")]
+
+
+@pytest.mark.gui
+def test_a_prepare_that_raises_is_reported_and_leaves_numpy_in_charge(app, monkeypatch, errors):
+    slow = install(monkeypatch, SlowNumba(RuntimeError("Failed in nopython mode\nLLVM ERROR: boom")))
+    app.backend_buttons["numba"].invoke()
+    slow.release()
+    assert pump_until(app.root, lambda: app.backend_var.get() == "numpy")
+    assert app.status_var.get() == ("backend 'numba' failed to get its float32 kernels ready: "
+                                    "RuntimeError: Failed in nopython mode LLVM ERROR: boom")
+    assert errors == []  # the status bar, not a dialog, as for a backend that fails to load
+    assert app.backend.name == "numpy" and not getting_ready(app)
+    draw_and_wait(app, SEVEN)
+
+
+@pytest.mark.gui
+def test_training_on_numba_compiles_first_in_the_training_thread(app, monkeypatch):
+    slow = install(monkeypatch, SlowNumba())
+    app.backend_buttons["numba"].invoke()  # still getting ready when Train is pressed
+    app.epochs_var.set("1")
+    app.images_var.set("1000")
+    app.train_button.invoke()
+    assert app.progress_label.cget("text") == "compiling numba kernels…"
+    assert "numba kernels" in app.status_var.get()
+    settle(app)
+    assert app.progress_label.cget("text") == "compiling numba kernels…"
+    assert float(app.progress.cget("value")) == 0
+    assert "fastmlp-training" in [thread for _, thread in slow.prepared]
+    draw_and_wait(app, SEVEN)  # the window answers meanwhile
+
+    slow.release()
+    assert pump_until(app.root, lambda: app.train_button.instate(["!disabled"]), timeout=30)
+    assert "trained here: 1 epochs" in app.model_label.cget("text"), app.status_var.get()
+    assert not slow.trained_before_ready
+    assert app.backend is slow  # numba got ready meanwhile and is the one selected
 
 
 # -------------------------------------------------------------------- models
