@@ -41,8 +41,10 @@ thicken ~15%, load ~10%.
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange
+from numba import prange
 from numba.extending import intrinsic
+
+from .numba_jit import jit
 
 SIDE = 28
 CENTRE = (SIDE - 1) / 2
@@ -62,15 +64,7 @@ WARPED_ROWS = SIDE + 4
 BLOCK = 64
 
 
-def _jit(parallel=False):
-    """njit(cache=True, nogil=True), or without the cache where Numba finds no
-    usable cache directory (it raises RuntimeError at decoration then)."""
-    def decorate(fn):
-        try:
-            return njit(cache=True, nogil=True, parallel=parallel)(fn)
-        except RuntimeError:
-            return njit(cache=False, nogil=True, parallel=parallel)(fn)
-    return decorate
+_jit = jit  # the backend's one decorator (kernels/numba_jit.py)
 
 
 # ------------------------------------------------------------ bit scans

@@ -52,11 +52,11 @@ Whole network (a compiled backend may implement these wholesale):
 forward(W, b, X) -> probs
     probs: (n, K) a new array, softmax of the last layer.
 
-forward_backward(W, b, X, y, dW, db, smoothing=0.0, dropout=None) -> (loss, correct)
+forward_backward(W, b, X, y, dW, db, smoothing=0.0, dropout=None, position=0) -> (loss, correct)
     One batch: loss is the mean cross-entropy, correct the number of rows
     whose argmax equals y. dW, db WRITTEN with the gradient of the loss.
-    dropout = (rate, key, first): inverted dropout on every hidden layer,
-    row r of X at epoch position first + r; a unit's factor (0 or
+    dropout = None or (rate, key): inverted dropout on every hidden layer,
+    row r of X at epoch position ``position + r``; a unit's factor (0 or
     1 / (1 - rate)) is a pure function of (key, position, unit), defined by
     the reference's dropout_factors, which every backend reproduces bit for bit.
 
@@ -75,6 +75,17 @@ train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
     float64. dropout: None or (rate, key); batch j's rows are at positions
     j*batch_size, ... of the epoch. W, b, state WRITTEN. The epoch driver
     calls this in chunks so it can report progress and stop cleanly between chunks.
+
+Readiness (a compiled backend compiles or loads its kernels here; the
+reference has nothing to do):
+
+prepare(dtype) -> None
+    Make every op ready to run on float arrays of ``dtype`` (np.float32 or
+    np.float64) without a pause at its first call: compile, or load from the
+    cache. Blocks until done; safe to call from a background thread and more
+    than once (later calls return at once). The CLI and the GUI call it
+    before training or switching backends, so that the wait is announced
+    and never lands in a timed epoch or the GUI thread.
 
 Data augmentation (the equations are in kernels/augment_numpy.py):
 
@@ -101,6 +112,7 @@ OPS = (
     "optimizer_step",
     "train_batches",
     "augment",
+    "prepare",
 )
 
 

@@ -12,6 +12,10 @@ from .augment_numpy import augment  # noqa: F401  (the augment op: kernels/augme
 name = "numpy"
 
 
+def prepare(dtype):
+    """Nothing to compile: NumPy's ops are ready for any dtype."""
+
+
 # ---------------------------------------------------------------- layer ops
 
 def linear_forward(X, W, b, out, relu):
@@ -148,23 +152,22 @@ def _keep_hash(key, counter):
     return z ^ (z >> np.uint64(31))
 
 
-def forward_backward(W, b, X, y, dW, db, smoothing=0.0, dropout=None):
+def forward_backward(W, b, X, y, dW, db, smoothing=0.0, dropout=None, position=0):
     """Backpropagation for one batch (Nielsen's equations, rows as samples):
         forward:   A[0] = X,  A[l+1] = relu(A[l] @ W[l] + b[l]),  last layer no ReLU
         output:    delta = dL/dlogits = (softmax - targets) / n
         backward:  dW[l] = A[l].T @ delta,  db[l] = sum_rows delta,
                    delta = (delta @ W[l].T) * (A[l] > 0)
-    With dropout = (rate, key, first): each hidden A[l+1] is multiplied by its
-    dropout factors F (dropout_factors, rows at positions first, first+1, ...)
+    With dropout = (rate, key): each hidden A[l+1] is multiplied by its
+    dropout factors F (dropout_factors, rows at positions position, position+1, ...)
     and the backward pass by the same F: delta = (delta @ W[l].T) * F * (A[l] > 0).
     X: (n, i_0)  y: (n,) int64. dW, db written. Returns (loss, correct)."""
     n, L = len(X), len(W)
     F = None
     if dropout is not None and dropout[0] > 0:
-        rate, key, first = dropout
         sizes = [W[0].shape[0]] + [w.shape[1] for w in W]
         F = [f.astype(X.dtype) for f in
-             dropout_factors((rate, key), np.arange(first, first + n, dtype=np.int64), sizes)]
+             dropout_factors(dropout, np.arange(position, position + n, dtype=np.int64), sizes)]
     A = [X]
     for l in range(L):
         out = np.empty((n, W[l].shape[1]), X.dtype)
@@ -217,9 +220,8 @@ def train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
     loss_sum, correct = 0.0, 0
     for j in range(first, stop):
         rows = order[j * batch_size:(j + 1) * batch_size]
-        batch_dropout = None if dropout is None else (*dropout, j * batch_size)
         loss, batch_correct = forward_backward(W, b, X[rows], y[rows], dW, db, smoothing,
-                                               batch_dropout)
+                                               dropout, position=j * batch_size)
         # float(): a Python float keeps float32 math in float32 (NEP 50).
         optimizer_step(W, b, dW, db, state, float(lrs[j - first]), opt)
         loss_sum += loss * len(rows)

@@ -476,33 +476,53 @@ def _run(env_extra):
 
 
 class _FixedThreads:
-    """A stand-in for numba_backend._ThreadPolicy that always picks one mode."""
+    """A stand-in for numba_threads.ThreadPolicy that always runs ``count``
+    threads (more than this machine's cores is fine: the parts are the same)."""
 
-    def __init__(self, threads):
-        self.threads = threads
+    def __init__(self, count):
+        self.threads = count
+
+    def count(self):
+        return self.threads
 
     def segments(self, first, stop):
-        return [(first, stop, self.threads)]
+        return [(first, stop, self.threads > 1)]
 
     def record(self, threads, seconds_per_batch):
         pass
 
 
-def test_one_thread_and_two_threads_train_the_same_bits(fast, monkeypatch):
-    """A batch is cut in a fixed number of slices whose gradients are added in
-    a fixed order; threads only decide who computes which slice."""
+@pytest.mark.parametrize("opt", ["adam", "momentum"])
+def test_any_thread_count_trains_the_same_bits(fast, monkeypatch, opt):
+    """A batch is cut in fixed parts (rows for the forward and deltas, input
+    units for dW and the update), each result computed by one part in a
+    fixed order; threads only decide who computes which part. 1, 2, 3, 8 and
+    16 threads (more than the parts of a small batch, too) give one result."""
     X, y = _mnist_subset(3000)
     runs = []
-    for threads in (False, True):
-        monkeypatch.setattr(fast, "_THREADS", _FixedThreads(threads))
-        runs.append(_train(fast, OPTIMIZERS["adam"], X, y, 20, per_call=7)[0])
-    for a, b in zip(runs[0].W + runs[0].b, runs[1].W + runs[1].b):
-        np.testing.assert_array_equal(a, b)
+    for threads in (1, 2, 3, 8, 16):
+        monkeypatch.setattr(fast, "THREADS", _FixedThreads(threads))
+        runs.append(_train(fast, OPTIMIZERS[opt], X, y, 20, per_call=7)[0])
+    for run in runs[1:]:
+        for a, b in zip(runs[0].W + runs[0].b, run.W + run.b):
+            np.testing.assert_array_equal(a, b)
 
 
-def test_thread_policy_covers_every_batch_once_and_follows_the_timings(fast, monkeypatch):
-    monkeypatch.setattr(fast.numba, "get_num_threads", lambda: 2)
-    policy = fast._ThreadPolicy()
+def test_any_thread_count_infers_the_same_bits(fast, monkeypatch):
+    X, _ = _mnist_subset(1000)
+    model = MLP.init(seed=3)
+    probs = []
+    for threads in (1, 2, 5):
+        monkeypatch.setattr(fast, "THREADS", _FixedThreads(threads))
+        probs.append(fast.forward(model.W, model.b, X))
+    for p in probs[1:]:
+        np.testing.assert_array_equal(probs[0], p)
+
+
+def test_thread_policy_covers_every_batch_once_and_follows_the_timings(monkeypatch):
+    from fastmlp.kernels import numba_threads
+    monkeypatch.setattr(numba_threads.numba, "get_num_threads", lambda: 2)
+    policy = numba_threads.ThreadPolicy()
     for first, stop in [(0, 64), (64, 128), (3, 4), (0, 469)] * 5:
         covered = []
         for lo, hi, threads in policy.segments(first, stop):
@@ -513,7 +533,7 @@ def test_thread_policy_covers_every_batch_once_and_follows_the_timings(fast, mon
         assert covered == list(range(first, stop))
     assert policy.preferred() is False
     assert policy.interval > policy.MIN_INTERVAL  # lost probes: probe less often
-    monkeypatch.setattr(fast.numba, "get_num_threads", lambda: 1)
+    monkeypatch.setattr(numba_threads.numba, "get_num_threads", lambda: 1)
     assert all(not threads for _, _, threads in policy.segments(0, 100))
 
 
@@ -542,7 +562,7 @@ def test_runs_when_the_cache_directory_is_unusable(tmp_path):
 def test_jit_falls_back_to_no_cache_without_a_cache_location():
     """A function with no source file has no cache location at all: Numba
     refuses cache=True, and the backend's decorator compiles it uncached."""
-    from fastmlp.kernels import numba_backend
+    from fastmlp.kernels import numba_jit
     namespace = {}
     exec("def double(x):\n    return 2 * x\n", namespace)
-    assert numba_backend._jit()(namespace["double"])(21) == 42
+    assert numba_jit.jit()(namespace["double"])(21) == 42

@@ -71,7 +71,7 @@ def test_reference_forward_backward_drops_the_masked_units():
     y = rng.integers(0, 10, 1)
     dW = [np.empty_like(w) for w in model.W]
     db = [np.empty_like(b) for b in model.b]
-    REFERENCE.forward_backward(model.W, model.b, X, y, dW, db, 0.0, (0.5, 11, 64))
+    REFERENCE.forward_backward(model.W, model.b, X, y, dW, db, 0.0, (0.5, 11), position=64)
     dropped = dropout_factors((0.5, 11), np.array([64]), SIZES)[0][0] == 0
     assert 30 < dropped.sum() < 98
     assert (dW[0][:, dropped] == 0).all() and (db[0][dropped] == 0).all()
@@ -91,7 +91,7 @@ def test_forward_backward_with_dropout_matches_reference(fast, dtype, hidden):
         dW = [np.full_like(w, np.nan) for w in model.W]
         db = [np.full_like(b, np.nan) for b in model.b]
         loss, correct = backend.forward_backward(model.W, model.b, X, y, dW, db, 0.1,
-                                                 (0.3, 424242, 1000))
+                                                 (0.3, 424242), position=1000)
         results.append((loss, correct, dW + db))
     assert results[1][0] == pytest.approx(results[0][0], rel=TOL[dtype])
     assert results[1][1] == results[0][1]
@@ -106,7 +106,7 @@ def test_gradient_with_dropout_matches_finite_differences(backend_name):
     class Dropped:  # forward_backward with a fixed mask: a smooth function of W
         @staticmethod
         def forward_backward(W, b, X, y, dW, db, smoothing=0.0):
-            return backend.forward_backward(W, b, X, y, dW, db, smoothing, (0.4, 99, 5))
+            return backend.forward_backward(W, b, X, y, dW, db, smoothing, (0.4, 99), position=5)
 
     model = MLP.init((16, 12), seed=6, dtype="float64", n_inputs=20)
     rng = np.random.default_rng(6)

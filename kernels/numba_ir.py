@@ -1,0 +1,279 @@
+"""All the hand-written LLVM IR of the Numba backend: the register-tiled GEMM
+micro-kernel, the one kernel Numba's own loops cannot express well (its
+accumulators must live in registers across the whole k loop), and the
+atomic operations the threads' barrier is made of (kernels/numba_sync.py).
+
+bench/test_bench_tiles.py times it against its plain-Numba twin
+(kernels/numba_tiles.py ``tile_plain``) after checking both against NumPy;
+it is kept because it wins there (the figures are in bench/README.md).
+
+The tile: C[c0 + q, j0 + j] = bias[j0 + j] + sum_t Ap[t*MR + q] * Bs[ks[t], j]
+for q < nrows (<= MR), j < NR = NV vectors (masked past C's last column),
+t < count, added in the order t = 0, 1, ... as fused multiply-adds. It is the
+inner block of every product of the backend: X @ W (ks: the pixels where one
+of the MR images is nonzero), X.T @ dY (ks: the images where one of MR pixels
+is nonzero) and dY @ W.T, so dense and sparse layers share one kernel.
+"""
+
+from llvmlite import binding as llvm_binding
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+# Vector registers of this CPU: 64 bytes with AVX-512, else 32 (AVX2). Numba
+# compiles for the host CPU and its cache is keyed by it, so this is safe.
+_FEATURES = llvm_binding.get_host_cpu_features()
+VECTOR_BYTES = 64 if _FEATURES.get("avx512f", False) else 32
+# Rows per tile and vectors per row: MR * NV accumulators plus NV loads and a
+# broadcast must fit the register file (16 registers with AVX2, 32 with AVX-512).
+MR = 8 if VECTOR_BYTES == 64 else 4
+NV = 2
+
+
+def lanes(itemsize: int) -> int:
+    """Elements per vector register for an element of ``itemsize`` bytes."""
+    return VECTOR_BYTES // itemsize
+
+
+def _splat(builder, value, vec):
+    i32 = ir.IntType(32)
+    one = builder.insert_element(ir.Constant(vec, ir.Undefined), value, ir.Constant(i32, 0))
+    return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined),
+                                  ir.Constant(ir.VectorType(i32, vec.count), [0] * vec.count))
+
+
+class _Tile:
+    """The IR of one tile call; its methods emit the phases of the codegen."""
+
+    def __init__(self, context, builder, sig, args):
+        (self.apty, _, self.bty, self.ksty, self.cty, _, _, _, self.biasty, _, _) = sig.args
+        self.ctx, self.b = context, builder
+        arr = lambda ty, v: context.make_array(ty)(context, builder, v)  # noqa: E731
+        self.ap, self.B, self.ks = arr(self.apty, args[0]), arr(self.bty, args[2]), arr(self.ksty, args[3])
+        self.C, self.bias = arr(self.cty, args[4]), arr(self.biasty, args[8])
+        intp = context.get_value_type(types.intp)
+        cast = lambda i: context.cast(builder, args[i], sig.args[i], types.intp)  # noqa: E731
+        self.count, self.c0, self.nrows, self.j0 = (cast(i) for i in (1, 5, 6, 7))
+        self.relu = context.cast(builder, args[9], sig.args[9], types.boolean)
+        self.accumulate = context.cast(builder, args[10], sig.args[10], types.boolean)
+        self.intp = intp
+        self.elt = context.get_data_type(self.cty.dtype)
+        self.size = context.get_abi_sizeof(self.elt)
+        self.vec = ir.VectorType(self.elt, VECTOR_BYTES // self.size)
+        self.L = self.vec.count
+        suffix = f"v{self.L}{'f32' if self.size == 4 else 'f64'}"
+        vptr = self.vec.as_pointer()
+        i32 = ir.IntType(32)
+        self.mask_ty = ir.VectorType(ir.IntType(1), self.L)
+        fn = lambda ret, argtys, name: cgutils.get_or_insert_function(  # noqa: E731
+            builder.module, ir.FunctionType(ret, argtys), name)
+        self.fma = fn(self.vec, [self.vec] * 3, f"llvm.fma.{suffix}")
+        self.mload = fn(self.vec, [vptr, i32, self.mask_ty, self.vec], f"llvm.masked.load.{suffix}.p0")
+        self.mstore = fn(ir.VoidType(), [self.vec, vptr, i32, self.mask_ty],
+                         f"llvm.masked.store.{suffix}.p0")
+        self.zero = ir.Constant(self.vec, [0.0] * self.L)
+        self.o = cgutils.unpack_tuple(builder, self.C.shape, 2)[1]
+
+    def const(self, v):
+        return ir.Constant(self.intp, v)
+
+    def masks(self):
+        """One lane mask per vector: lane j of vector v is column j0 + v*L + j < o."""
+        b, i32 = self.b, ir.IntType(32)
+        ivec = ir.VectorType(i32, self.L)
+        left = b.trunc(b.sub(self.o, self.j0), i32)
+        return [b.icmp_signed("<", ir.Constant(ivec, [v * self.L + j for j in range(self.L)]),
+                              _splat(b, left, ivec)) for v in range(NV)]
+
+    def load(self, ptr, mask):
+        ptr = self.b.bitcast(ptr, self.vec.as_pointer())
+        if mask is None:
+            return self.b.load(ptr, align=self.size)
+        return self.b.call(self.mload, [ptr, ir.Constant(ir.IntType(32), self.size), mask, self.zero])
+
+    def store(self, value, ptr, mask):
+        ptr = self.b.bitcast(ptr, self.vec.as_pointer())
+        if mask is None:
+            self.b.store(value, ptr, align=self.size)
+        else:
+            self.b.call(self.mstore, [value, ptr, ir.Constant(ir.IntType(32), self.size), mask])
+
+    def row_ptr(self, array, row, column=None):
+        """Pointer to array[row, column (default j0)] of a 2-D C-contiguous array."""
+        b = self.b
+        stride = cgutils.unpack_tuple(b, array.strides, 2)[0]
+        base = b.gep(b.bitcast(array.data, ir.IntType(8).as_pointer()), [b.mul(row, stride)])
+        return b.gep(b.bitcast(base, self.elt.as_pointer()), [self.j0 if column is None else column])
+
+    def emit(self, masks):
+        """The whole tile with the given lane masks (None: full vectors)."""
+        b = self.b
+        bias_ptr = b.gep(self.bias.data, [self.j0])
+        bias = [self.load(b.gep(bias_ptr, [self.const(v * self.L)]), masks[v]) for v in range(NV)]
+        start = [self.start_row(q, bias, masks) for q in range(MR)]
+        acc = self.k_loop(start, masks)
+        self.write(acc, masks)
+
+    def start_row(self, q, bias, masks):
+        """Row q's starting sums: C's own row when accumulating (q < nrows), else the bias."""
+        b = self.b
+        use_c = b.and_(self.accumulate, b.icmp_signed("<", self.const(q), self.nrows))
+        entry = b.block
+        with b.if_then(use_c):
+            cptr = self.row_ptr(self.C, b.add(self.c0, self.const(q)))
+            loaded = [self.load(b.gep(cptr, [self.const(v * self.L)]), masks[v]) for v in range(NV)]
+            then_block = b.block
+        start = []
+        for v in range(NV):
+            phi = b.phi(self.vec)
+            phi.add_incoming(bias[v], entry)
+            phi.add_incoming(loaded[v], then_block)
+            start.append(phi)
+        return start
+
+    def k_loop(self, acc, masks):
+        """acc[q][v] += Ap[t*MR + q] * B[ks[t], v-th vector] for t < count."""
+        b = self.b
+        entry = b.block
+        loop, body, done = (b.append_basic_block(n) for n in ("k.loop", "k.body", "k.done"))
+        b.branch(loop)
+        b.position_at_end(loop)
+        t = b.phi(self.intp)
+        t.add_incoming(self.const(0), entry)
+        phis = [[b.phi(self.vec) for _ in range(NV)] for _ in range(MR)]
+        for q in range(MR):
+            for v in range(NV):
+                phis[q][v].add_incoming(acc[q][v], entry)
+        b.cbranch(b.icmp_signed("<", t, self.count), body, done)
+        b.position_at_end(body)
+        k = b.sext(b.load(b.gep(self.ks.data, [t])), self.intp)
+        brow = self.row_ptr(self.B, k, self.const(0))
+        rows = [self.load(b.gep(brow, [self.const(v * self.L)]), None) for v in range(NV)]
+        base = b.mul(t, self.const(MR))
+        new = []
+        for q in range(MR):
+            a = _splat(b, b.load(b.gep(self.ap.data, [b.add(base, self.const(q))])), self.vec)
+            new.append([b.call(self.fma, [a, rows[v], phis[q][v]]) for v in range(NV)])
+        t_next = b.add(t, self.const(1))
+        b.branch(loop)
+        t.add_incoming(t_next, b.block)
+        for q in range(MR):
+            for v in range(NV):
+                phis[q][v].add_incoming(new[q][v], b.block)
+        b.position_at_end(done)
+        return phis
+
+    def write(self, acc, masks):
+        """C rows c0 .. c0 + nrows - 1 = acc (after ReLU if asked)."""
+        b = self.b
+        for q in range(MR):
+            with b.if_then(b.icmp_signed("<", self.const(q), self.nrows)):
+                cptr = self.row_ptr(self.C, b.add(self.c0, self.const(q)))
+                for v in range(NV):
+                    value = acc[q][v]
+                    negative = b.fcmp_ordered("<", value, self.zero)
+                    clipped = b.select(negative, self.zero, value)
+                    value = b.select(self.relu, clipped, value)
+                    self.store(value, b.gep(cptr, [self.const(v * self.L)]), masks[v])
+
+
+@intrinsic
+def tile_fma(typingctx, Ap, count, Bs, ks, C, c0, nrows, j0, bias, relu, accumulate):
+    """C[c0 + q, j0:j0 + NR] = S + sum_t Ap[t*MR + q] * Bs[ks[t], :NR],
+    then max(., 0) if relu; for q < nrows, columns past
+    C.shape[1] untouched. S is C's own row if accumulate (a later block of k),
+    else bias[j0:j0 + NR] (a zero row where there is none). Ap: (>= count*MR,)
+    Bs: (K, NR) C-contiguous, a packed strip
+    ks: (>= count,) int32  C: (rows, o) C-contiguous  bias: (>= o,)."""
+    sig = types.none(Ap, count, Bs, ks, C, c0, nrows, j0, bias, relu, accumulate)
+
+    def codegen(context, builder, signature, args):
+        tile = _Tile(context, builder, signature, args)
+        full = builder.icmp_signed("<=", builder.add(tile.j0, tile.const(NV * tile.L)), tile.o)
+        with builder.if_else(full) as (then, other):
+            with then:
+                tile.emit([None] * NV)
+            with other:
+                tile.emit(tile.masks())
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+# ------------------------------------------------------------ thread sync
+# The training threads meet twice per batch (kernels/numba_sync.py); these
+# are the atomic operations that barrier is made of (Numba has none).
+
+@intrinsic
+def atomic_add(typingctx, a, i, value):
+    """a[i] += value atomically (sequentially consistent); returns the old
+    value. a: (n,) int64."""
+    sig = types.int64(a, i, value)
+
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        i = context.cast(builder, args[1], signature.args[1], types.intp)
+        v = context.cast(builder, args[2], signature.args[2], types.int64)
+        return builder.atomic_rmw("add", builder.gep(arr.data, [i]), v, "seq_cst")
+
+    return sig, codegen
+
+
+@intrinsic
+def atomic_load(typingctx, a, i):
+    """a[i], read atomically (sequentially consistent). a: (n,) int64."""
+    sig = types.int64(a, i)
+
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        i = context.cast(builder, args[1], signature.args[1], types.intp)
+        load = builder.load_atomic(builder.gep(arr.data, [i]), "seq_cst", 8)
+        return load
+
+    return sig, codegen
+
+
+@intrinsic
+def atomic_store(typingctx, a, i, value):
+    """a[i] = value atomically (sequentially consistent). a: (n,) int64."""
+    sig = types.none(a, i, value)
+
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        i = context.cast(builder, args[1], signature.args[1], types.intp)
+        v = context.cast(builder, args[2], signature.args[2], types.int64)
+        builder.store_atomic(v, builder.gep(arr.data, [i]), "seq_cst", 8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def spin_pause(typingctx):
+    """The CPU's spin-wait hint (x86 ``pause``): a waiting thread lets its
+    core's sibling and the memory system breathe."""
+    sig = types.none()
+
+    def codegen(context, builder, signature, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                            "llvm.x86.sse2.pause")
+        builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def yield_cpu(typingctx):
+    """sched_yield(): give the core to another runnable thread (a spinning
+    thread whose partner was preempted must not hold the core it needs)."""
+    sig = types.none()
+
+    def codegen(context, builder, signature, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []),
+                                            "sched_yield")
+        builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return sig, codegen

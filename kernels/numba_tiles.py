@@ -1,0 +1,188 @@
+"""The Numba backend's op kernels: small typed functions that every product
+of the network is built from, used alike by the single ops
+(kernels/numba_backend.py) and by fused training (kernels/numba_train.py).
+
+A product C = A @ B is cut into tiles of MR rows of C by NR = NV * lanes
+columns. For each group of MR rows, ``pack_rows`` copies their values into a
+panel Ap laid out k-major (Ap[t*MR + q] = A[row q, ks[t]]) keeping only the k
+where one of the MR rows is nonzero; the micro-kernel (``tile_fma``, LLVM IR
+in kernels/numba_vector.py) then runs over those k with the MR x NR sums in
+registers, one load of a B row serving MR rows. A dense layer keeps every k
+and runs at GEMM speed; MNIST's pixels (81% zero) and ReLU outputs (~50%)
+skip whole k. The weight gradient X.T @ dY is the same product with A = X.T:
+``pack_cols`` packs MR columns of X (pixels) and keeps the rows (images) where
+one of them is nonzero, so X.T is never formed.
+
+Arrays are C-contiguous; ``rows`` maps a tile's row r to A[rows[r]], so a
+batch is read from X in place, in the epoch's order. ``ks`` is int32, the
+panels are of A's dtype, sized by ``panel_size``.
+"""
+
+import numpy as np
+
+from .numba_jit import jit
+from .numba_ir import MR, NV, lanes, tile_fma
+
+
+def panel_size(k: int) -> int:
+    """Elements of a panel Ap for a product whose inner dimension is k."""
+    return k * MR
+
+
+NR32, NR64 = NV * lanes(4), NV * lanes(8)   # NR for float32 and float64
+
+
+@jit(inline=True)
+def tile_width(C):
+    """NR: the columns one micro-kernel call writes, for C's dtype."""
+    return NR32 if C.itemsize == 4 else NR64
+
+
+# The inner dimension is cut in blocks of KC: the KC x NR strip of B that a
+# tile walks (16 KB in float32) then stays in L1 while every row group uses it.
+KC = 256
+
+
+@jit()
+def pack_rows(A, rows, r0, nrows, k0, k1, ks, Ap):
+    """Ap[t*MR + q] = A[rows[r0 + q], ks[t]] for the k0 <= k < k1 where one of
+    the rows q < nrows (<= MR) is nonzero, in increasing k; rows past nrows
+    pack 0. Returns the count of k kept.
+    A: (N, K)  rows: (>= r0 + nrows,) int64  ks: (>= k1 - k0,) int32
+    Ap: (>= (k1 - k0) * MR,)  ks, Ap written.
+    In passes that vectorize (copy the rows, mark the k where any is nonzero)
+    and two short scalar ones (list those k, interleave their values)."""
+    width = k1 - k0
+    block = np.zeros((MR, width), A.dtype)
+    nonzero = np.zeros(width, np.uint8)
+    for q in range(nrows):
+        src = A[rows[r0 + q]]
+        dst = block[q]
+        for k in range(width):
+            dst[k] = src[k0 + k]
+        for k in range(width):
+            nonzero[k] |= dst[k] != 0
+    count = 0
+    for k in range(width):
+        ks[count] = k0 + k
+        count += nonzero[k]
+    for t in range(count):
+        k = ks[t] - k0
+        for q in range(MR):
+            Ap[t * MR + q] = block[q, k]
+    return count
+
+
+@jit()
+def pack_cols(A, rows, r0, r1, c0, ncols, ks, Ap):
+    """Ap[t*MR + q] = A[rows[ks[t]], c0 + q] for the r0 <= r < r1 where one of
+    the columns c0 .. c0 + ncols - 1 (ncols <= MR) is nonzero: MR rows of A.T,
+    packed without forming it. Returns the count of r kept.
+    A: (N, K)  rows: (>= r1,) int64  ks: (>= r1 - r0,) int32
+    Ap: (>= (r1 - r0) * MR,) written."""
+    zero = A.dtype.type(0)
+    count = 0
+    for r in range(r0, r1):
+        a = A[rows[r]]
+        nonzero = False
+        for q in range(MR):
+            v = a[c0 + q] if q < ncols else zero
+            Ap[count * MR + q] = v
+            nonzero |= v != zero
+        ks[count] = r
+        count += nonzero
+    return count
+
+
+@jit()
+def tile_plain(Ap, count, Bs, ks, C, c0, nrows, j0, bias, relu, accumulate):
+    """Variant 1 of tile_fma, the same tile in plain Numba loops (the sums go
+    through memory, so it is load-bound); validated and timed beside it in
+    bench/test_bench_tiles.py. Same contract as numba_vector.tile_fma."""
+    width = min(Bs.shape[1], C.shape[1] - j0)
+    if not accumulate:
+        for q in range(nrows):
+            c = C[c0 + q]
+            for j in range(width):
+                c[j0 + j] = bias[j0 + j]
+    for t in range(count):
+        b = Bs[ks[t]]
+        for q in range(nrows):
+            a = Ap[t * MR + q]
+            c = C[c0 + q]
+            for j in range(width):
+                c[j0 + j] += a * b[j]
+    if relu:
+        for q in range(nrows):
+            c = C[c0 + q]
+            for j in range(width):
+                if c[j0 + j] < 0:
+                    c[j0 + j] = 0
+
+
+@jit()
+def pack_strips(B, Bp):
+    """Bp[s, k, j] = B[k, s*NR + j], 0 past B's last column: B cut into
+    strips of NR columns, each one contiguous block. B: (K, o)
+    Bp: (ceil(o / NR), K, NR) written."""
+    nr = Bp.shape[2]
+    for s in range(Bp.shape[0]):
+        for k in range(B.shape[0]):
+            for j in range(nr):
+                c = s * nr + j
+                Bp[s, k, j] = B[k, c] if c < B.shape[1] else 0
+
+
+@jit()
+def unpack_strips(Bp, B):
+    """B[k, c] = Bp[c // NR, k, c % NR]: the inverse of pack_strips."""
+    nr = Bp.shape[2]
+    for k in range(B.shape[0]):
+        for c in range(B.shape[1]):
+            B[k, c] = Bp[c // nr, k, c % nr]
+
+
+@jit()
+def product_rows(A, rows, lo, hi, Bp, bias, C, relu):
+    """C[r] = A[rows[r]] @ B + bias (then ReLU if relu) for lo <= r < hi, in
+    groups of MR rows and blocks of KC of the inner dimension; B packed in
+    strips (pack_strips). A: (N, K)  rows: (>= hi,) int64  Bp: (S, K, NR)
+    bias: (o,)  C: (>= hi, o) written, o <= S * NR."""
+    K, nr = A.shape[1], Bp.shape[2]
+    groups = (hi - lo + MR - 1) // MR
+    ks = np.empty((groups, KC), np.int32)
+    Ap = np.empty((groups, KC * MR), A.dtype)
+    counts = np.empty(groups, np.int64)
+    for k0 in range(0, K, KC):
+        k1 = min(K, k0 + KC)
+        for g in range(groups):
+            r0 = lo + g * MR
+            counts[g] = pack_rows(A, rows, r0, min(MR, hi - r0), k0, k1, ks[g], Ap[g])
+        for s in range(Bp.shape[0]):
+            for g in range(groups):
+                r0 = lo + g * MR
+                tile_fma(Ap[g], counts[g], Bp[s], ks[g], C, r0, min(MR, hi - r0), s * nr, bias,
+                         relu and k1 == K, k0 > 0)
+
+
+@jit()
+def product_cols(A, rows, n, lo, hi, Bp, Cp):
+    """Cp = (A[rows[:n]].T @ B[:n]) in strips, rows lo..hi-1 of every strip:
+    rows of X.T @ dY with X = A[rows[:n]], in groups of MR columns of A and
+    blocks of KC rows. A: (N, K)  rows: (>= n,) int64  Bp: (S, >= n, NR), B
+    packed  Cp: (S, K, NR) written there."""
+    groups = (hi - lo + MR - 1) // MR
+    ks = np.empty((groups, KC), np.int32)
+    Ap = np.empty((groups, KC * MR), A.dtype)
+    counts = np.empty(groups, np.int64)
+    zeros = np.zeros(Cp.shape[2], Cp.dtype)
+    for r0 in range(0, max(n, 1), KC):
+        r1 = min(n, r0 + KC)
+        for g in range(groups):
+            c0 = lo + g * MR
+            counts[g] = pack_cols(A, rows, r0, r1, c0, min(MR, hi - c0), ks[g], Ap[g])
+        for s in range(Bp.shape[0]):
+            for g in range(groups):
+                c0 = lo + g * MR
+                tile_fma(Ap[g], counts[g], Bp[s], ks[g], Cp[s], c0, min(MR, hi - c0), 0, zeros,
+                         False, r0 > 0)

@@ -1,0 +1,304 @@
+"""Fused training and inference for the Numba backend, composed only of the
+op kernels of kernels/numba_tiles.py and kernels/numba_rows.py (the same
+ones the single ops run, and the op tests check).
+
+One batch is two phases over fixed parts, run by every thread of the call
+(kernels/numba_sync.py), with a barrier after each:
+  rows   (part = ROWS_PER_PART rows of the batch): gather the rows, forward
+         through every layer, softmax + cross-entropy, and every backward
+         delta of those rows, dA = (dY @ W.T) * relu'; a row needs no other.
+  params (part = 1/PARAM_PARTS of every layer's input units): dW rows
+         X.T @ dY from all the batch's rows, db, the optimizer update of those
+         parameters, and W.T refreshed there for the next batch's deltas.
+Each result is computed by exactly one part, in a fixed order, from a cut
+that depends on the batch size only: the same bits for any thread count,
+with no per-thread gradient copies to add up.
+
+The parameters live in one flat vector P during a call, every W[l] packed in
+strips of NR columns (numba_tiles.pack_strips), as the micro-kernel reads
+them; the gradient G and the optimizer slots share that layout (the updates
+are elementwise, so the layout is theirs too). Offsets are in a Layout;
+the batch's buffers in a Buffers; see ``layout`` and ``buffers``.
+"""
+
+from collections import namedtuple
+
+import numpy as np
+
+from .numba_jit import jit
+from .numba_rows import (argmax, column_sums, dropout_row, relu_mask_row, smoothed_targets,
+                         softmax_row, softmax_xent_row, update_span)
+from .numba_tiles import NR32, NR64, product_cols, product_rows
+from .numba_ir import MR
+from .numba_sync import barrier
+
+# The cuts: a rows part is ROWS_PER_PART rows (whole micro-kernel groups);
+# the params region has PARAM_PARTS parts. Fixed numbers, never the thread
+# count, so any number of threads (up to 16 on these) gives the same bits.
+ROWS_PER_PART = 4 * MR
+PARAM_PARTS = 16
+# A literal False or 0 passed to a compiled function compiles it once more
+# for that literal type: call sites pass typed values instead.
+NO_RELU = np.bool_(False)
+
+# sizes (L+1,): widths i_0, o_0, ..., o_{L-1}; strips (L,): ceil(o_l / NR);
+# w_at/b_at (L,): where W[l]'s strips (strips[l], i_l, NR) and b[l] start in
+# P; t_at (L,): W[l].T's strips (ceil(i_l / NR), o_l, NR) in the T buffer
+# (l >= 1); a_at (L+2,): layer a's (n, sizes[a]) rows in act/delta;
+# d_at (L+1,): layer l's output deltas in strips (strips[l], n, NR); n: rows.
+Layout = namedtuple("Layout", "sizes strips w_at b_at t_at a_at d_at n nr")
+# act: every layer's activations (layer 0 the gathered input rows); delta:
+# dL/d(activation), same layout; dstrips: the deltas packed in strips;
+# T: W[l].T in strips; G: the gradient, laid out as P; ident: 0..n-1;
+# loss, right: (parts,) per rows part.
+Buffers = namedtuple("Buffers", "act delta dstrips T G ident loss right")
+# kind: 0 sgd, 1 momentum, 2 adam, 3 adamw (numba_rows.update_span).
+Optimizer = namedtuple("Optimizer", "kind momentum nesterov beta1 beta2 eps weight_decay")
+# threshold = round(rate * 2^24) (0: no dropout), scale = 1 / (1 - rate), key.
+Dropout = namedtuple("Dropout", "threshold scale key")
+
+
+def layout(sizes, n, dtype) -> Layout:
+    """The Layout of a network of widths ``sizes`` for batches of up to n rows."""
+    nr = NR32 if np.dtype(dtype).itemsize == 4 else NR64
+    sizes = np.asarray(sizes, np.int64)
+    L = len(sizes) - 1
+    strips = -(-sizes[1:] // nr)
+    w_sizes = strips * sizes[:-1] * nr
+    ends = np.cumsum(w_sizes + sizes[1:])
+    b_at = ends - sizes[1:]
+    w_at = b_at - w_sizes
+    t_sizes = np.array([0] + [-(-sizes[l] // nr) * sizes[l + 1] * nr for l in range(1, L)])
+    t_at = np.concatenate([[0], np.cumsum(t_sizes)])
+    a_at = np.concatenate([[0], np.cumsum(n * sizes)])
+    d_at = np.concatenate([[0], np.cumsum(strips * n * nr)])
+    return Layout(sizes, strips, w_at, b_at, t_at, a_at, d_at, int(n), int(nr))
+
+
+def parameter_count(lay: Layout) -> int:
+    return int(lay.b_at[-1] + lay.sizes[-1])
+
+
+def buffers(lay: Layout, dtype) -> Buffers:
+    parts = -(-lay.n // ROWS_PER_PART)
+    return Buffers(np.zeros(lay.a_at[-1], dtype), np.zeros(lay.a_at[-1], dtype),
+                   np.zeros(lay.d_at[-1], dtype), np.zeros(lay.t_at[-1], dtype),
+                   np.zeros(parameter_count(lay), dtype), np.arange(lay.n, dtype=np.int64),
+                   np.zeros(parts), np.zeros(parts, np.int64))
+
+
+# ------------------------------------------------------------------ views
+
+@jit(inline=True)
+def weight_strips(P, lay, l):
+    """W[l] in strips: (strips[l], i_l, NR), a view of P (or of G, S1, S2)."""
+    start = lay.w_at[l]
+    return P[start:start + lay.strips[l] * lay.sizes[l] * lay.nr].reshape(
+        (lay.strips[l], lay.sizes[l], lay.nr))
+
+
+@jit(inline=True)
+def bias(P, lay, l):
+    return P[lay.b_at[l]:lay.b_at[l] + lay.sizes[l + 1]]
+
+
+@jit(inline=True)
+def transposed_strips(T, lay, l):
+    """W[l].T in strips: (ceil(i_l / NR), o_l, NR), for l >= 1."""
+    i, o = lay.sizes[l], lay.sizes[l + 1]
+    s = (i + lay.nr - 1) // lay.nr
+    return T[lay.t_at[l]:lay.t_at[l] + s * o * lay.nr].reshape((s, o, lay.nr))
+
+
+@jit(inline=True)
+def rows_of(buf, lay, a):
+    """Layer a's (n, sizes[a]) rows in act or delta."""
+    return buf[lay.a_at[a]:lay.a_at[a + 1]].reshape((lay.n, lay.sizes[a]))
+
+
+@jit(inline=True)
+def delta_strips(dstrips, lay, l):
+    """Layer l's output deltas in strips: (strips[l], n, NR)."""
+    return dstrips[lay.d_at[l]:lay.d_at[l + 1]].reshape((lay.strips[l], lay.n, lay.nr))
+
+
+# ------------------------------------------------------------ the two parts
+
+@jit(inline=True)
+def forward_rows(P, lay, act, ident, X, rows, lo, hi, drop, pos):
+    """act's layers for the rows lo..hi-1: layer 0 = X[rows[r]], then
+    relu(A @ W + b) (dropout on hidden layers unless drop.threshold is 0, row
+    r at epoch position pos + r) and the last layer's logits."""
+    L = lay.sizes.shape[0] - 1
+    A0 = rows_of(act, lay, 0)
+    for r in range(lo, hi):
+        src, dst = X[rows[r]], A0[r]
+        for k in range(dst.shape[0]):
+            dst[k] = src[k]
+    hidden = np.uint64(0)
+    for l in range(1, L):
+        hidden += np.uint64(lay.sizes[l])
+    unit0 = np.uint64(0)
+    for l in range(L):
+        out = rows_of(act, lay, l + 1)
+        product_rows(rows_of(act, lay, l), ident, lo, hi, weight_strips(P, lay, l),
+                     bias(P, lay, l), out, l < L - 1)
+        if drop.threshold > 0 and l < L - 1:
+            scale = out.dtype.type(drop.scale)
+            for r in range(lo, hi):
+                dropout_row(out[r], np.uint64(drop.key), np.uint64(pos + r) * hidden + unit0,
+                            np.uint64(drop.threshold), scale)
+            unit0 += np.uint64(lay.sizes[l + 1])
+
+
+@jit(inline=True)
+def backward_rows(P, lay, buf, y, rows, lo, hi, n_batch, t_off, t_on, drop):
+    """Loss terms and every delta of the rows lo..hi-1 (after forward_rows):
+    delta of the logits = (softmax - t) / n_batch, then back through each
+    layer l >= 1: delta_l = (delta_{l+1} @ W[l].T) * relu' (times the dropout
+    scale), each layer's deltas also packed in strips for the params part.
+    Returns (sum of t . log p over the rows, rows whose argmax is the label)."""
+    L = lay.sizes.shape[0] - 1
+    K = lay.sizes[L]
+    logits, dlogits = rows_of(buf.act, lay, L), rows_of(buf.delta, lay, L)
+    dt = logits.dtype.type
+    logp = np.empty(K, logits.dtype)
+    tlogp, right = 0.0, 0
+    for r in range(lo, hi):
+        tlogp += softmax_xent_row(logits[r], y[rows[r]], logp, dlogits[r], t_off, t_on,
+                                  dt(n_batch))
+        right += argmax(logits[r]) == y[rows[r]]
+    scale = dt(drop.scale) if drop.threshold > 0 else dt(1)
+    zeros = np.zeros(lay.sizes.max(), logits.dtype)
+    for l in range(L - 1, -1, -1):
+        D = rows_of(buf.delta, lay, l + 1)
+        strips = delta_strips(buf.dstrips, lay, l)
+        for r in range(lo, hi):
+            for c in range(strips.shape[0] * lay.nr):
+                strips[c // lay.nr, r, c % lay.nr] = D[r, c] if c < D.shape[1] else 0
+        if l > 0:
+            dA, A = rows_of(buf.delta, lay, l), rows_of(buf.act, lay, l)
+            product_rows(D, buf.ident, lo, hi, transposed_strips(buf.T, lay, l), zeros, dA,
+                         NO_RELU)
+            for r in range(lo, hi):
+                relu_mask_row(dA[r], A[r], scale)
+    return tlogp, right
+
+
+@jit(inline=True)
+def gradient_part(lay, buf, n, part):
+    """This part's share of the gradient G from the batch's n rows: dW rows
+    (X.T @ dY, its units of every layer's input) and db entries."""
+    L = lay.sizes.shape[0] - 1
+    for l in range(L):
+        lo, hi = part_range(lay.sizes[l], part, MR)
+        if hi > lo:
+            product_cols(rows_of(buf.act, lay, l), buf.ident, n, lo, hi,
+                         delta_strips(buf.dstrips, lay, l), weight_strips(buf.G, lay, l))
+        jlo, jhi = part_range(lay.sizes[l + 1], part, 1)
+        column_sums(rows_of(buf.delta, lay, l + 1), jlo, jhi, n, bias(buf.G, lay, l))
+
+
+@jit(inline=True)
+def part_range(units, part, align):
+    """[lo, hi) of ``part`` when units are cut in PARAM_PARTS parts of whole
+    groups of ``align``."""
+    groups = (units + align - 1) // align
+    lo = (part * groups // PARAM_PARTS) * align
+    hi = min(units, ((part + 1) * groups // PARAM_PARTS) * align)
+    return lo, hi
+
+
+@jit(inline=True)
+def update_part(P, S1, S2, lay, buf, part, hyper, lr, step):
+    """The optimizer update of this part's parameters (those gradient_part
+    computed), weight decay on W only; then W.T refreshed there."""
+    L = lay.sizes.shape[0] - 1
+    for l in range(L):
+        i, o = lay.sizes[l], lay.sizes[l + 1]
+        lo, hi = part_range(i, part, MR)
+        for s in range(lay.strips[l]):
+            at = lay.w_at[l] + s * i * lay.nr
+            update_span(P, buf.G, S1, S2, at + lo * lay.nr, at + hi * lay.nr, hyper, lr,
+                        hyper.weight_decay, step)
+        jlo, jhi = part_range(o, part, 1)
+        update_span(P, buf.G, S1, S2, lay.b_at[l] + jlo, lay.b_at[l] + jhi, hyper, lr, 0.0, step)
+        if l > 0:
+            refresh_transpose(P, buf.T, lay, l, lo, hi)
+
+
+@jit(inline=True)
+def refresh_transpose(P, T, lay, l, lo, hi):
+    """W[l].T's strips at rows lo..hi-1 of W[l] (columns of W.T) from P's."""
+    Wp, WTp = weight_strips(P, lay, l), transposed_strips(T, lay, l)
+    nr = lay.nr
+    for k in range(lo, hi):
+        for c in range(lay.sizes[l + 1]):
+            WTp[k // nr, c, k % nr] = Wp[c // nr, k, c % nr]
+
+
+# ----------------------------------------------------------- the workers
+# Every thread of a call runs the same worker (numba_sync.run_threads) on
+# the parts tid, tid + threads, ...; they meet at a barrier between phases.
+
+@jit()
+def train_worker(tid, threads, sync, P, S1, S2, lay, buf, X, y, order, batch_size, first, stop,
+                 lrs, hyper, step0, smoothing, drop, pos0, update):
+    """Batches first..stop-1: batch j is X[order[j*batch_size:(j+1)*batch_size]]
+    (the last may be partial), its rows at epoch positions pos0 + j*batch_size
+    + r (dropout); then, if update, the step with lrs[j - first] as update
+    number step0 + j - first + 1 (else only the gradient, in buf.G).
+    P, S1, S2 and buf written. Returns, on thread 0, (loss summed over rows,
+    rows classified right); (0, 0) elsewhere."""
+    N = order.shape[0]
+    t_off, t_on = smoothed_targets(smoothing, lay.sizes[lay.sizes.shape[0] - 1], X)
+    loss_sum, right = 0.0, 0
+    for j in range(first, stop):
+        rows = order[j * batch_size:min((j + 1) * batch_size, N)]
+        n = rows.shape[0]
+        parts = (n + ROWS_PER_PART - 1) // ROWS_PER_PART
+        for part in range(tid, parts, threads):
+            lo, hi = part * ROWS_PER_PART, min(n, (part + 1) * ROWS_PER_PART)
+            forward_rows(P, lay, buf.act, buf.ident, X, rows, lo, hi, drop,
+                         pos0 + j * batch_size)
+            buf.loss[part], buf.right[part] = backward_rows(P, lay, buf, y, rows, lo, hi, n,
+                                                            t_off, t_on, drop)
+        barrier(sync, threads)
+        if tid == 0:   # final until the next batch's rows phase, after the next barrier
+            for part in range(parts):   # in part order: a fixed sum
+                loss_sum -= buf.loss[part]
+                right += buf.right[part]
+        for part in range(tid, PARAM_PARTS, threads):
+            gradient_part(lay, buf, n, part)
+            if update:
+                update_part(P, S1, S2, lay, buf, part, hyper, lrs[j - first],
+                            step0 + j - first + 1)
+        barrier(sync, threads)
+    return loss_sum, right
+
+
+@jit()
+def forward_worker(tid, threads, P, lay, X, positions, probs):
+    """probs[r] = softmax of the network at X[r], in blocks of lay.n rows;
+    each row is computed alone, so the thread a block lands on does not
+    change its bits. positions: (n,) int64, 0..n-1."""
+    n, block = X.shape[0], lay.n
+    L = lay.sizes.shape[0] - 1
+    act = np.empty(lay.a_at[-1], X.dtype)
+    ident = np.arange(block)
+    none = Dropout(0, 1.0, 0)
+    for part in range(tid, (n + block - 1) // block, threads):
+        lo, hi = part * block, min(n, (part + 1) * block)
+        first = np.int64(0)   # not the literal 0: one compiled forward_rows for both workers
+        forward_rows(P, lay, act, ident, X, positions[lo:hi], first, hi - lo, none, first)
+        logits = rows_of(act, lay, L)
+        for r in range(hi - lo):
+            softmax_row(logits[r], probs[lo + r])
+    return 0
+
+
+@jit()
+def refresh_transposes(P, T, lay):
+    """Every W[l].T (l >= 1) in T from P, before a call's first batch."""
+    for l in range(1, lay.sizes.shape[0] - 1):
+        refresh_transpose(P, T, lay, l, np.int64(0), lay.sizes[l])
