@@ -1,6 +1,75 @@
-"""How the Numba backend compiles: one decorator for every kernel."""
+"""How the Numba backend compiles: one decorator for every kernel, and a
+cache that notices when any kernel source changes.
+
+Numba's cache checks only the file that defines a function: a kernel whose
+callee lives in another file (train_worker calls product_rows, which inlines
+tile_fma from numba_ir.py) would be loaded stale after an edit to that other
+file. So every kernel's cache entry is stamped with a digest of all the
+backend's kernel sources as well (``SOURCES_DIGEST``): an edit anywhere
+recompiles everything once, and nothing stale is ever loaded.
+"""
+
+import hashlib
+import os
 
 from numba import njit
+from numba.core import caching
+
+KERNEL_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _kernel_sources():
+    """The files whose code the compiled kernels are made of."""
+    return sorted(name for name in os.listdir(KERNEL_DIR)
+                  if name.endswith(".py") and (name.startswith("numba_") or name == "augment_numba.py"))
+
+
+def sources_digest() -> str:
+    """SHA-256 of every kernel source (names and contents), as they are now."""
+    digest = hashlib.sha256()
+    for name in _kernel_sources():
+        with open(os.path.join(KERNEL_DIR, name), "rb") as f:
+            digest.update(name.encode() + b"\0" + f.read() + b"\0")
+    return digest.hexdigest()
+
+
+SOURCES_DIGEST = sources_digest()
+
+
+class _KernelSourcesLocator(caching._CacheLocator):
+    """Numba's own locator for a function of this directory (the first that
+    applies: in-tree __pycache__, the user-wide cache, NUMBA_CACHE_DIR...),
+    with SOURCES_DIGEST added to its source stamp."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def ensure_cache_path(self):
+        self._inner.ensure_cache_path()
+
+    def get_cache_path(self):
+        return self._inner.get_cache_path()
+
+    def get_source_stamp(self):
+        return (self._inner.get_source_stamp(), SOURCES_DIGEST)
+
+    def get_disambiguator(self):
+        return self._inner.get_disambiguator()
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if os.path.dirname(os.path.abspath(py_file)) != KERNEL_DIR:
+            return None   # not ours: Numba's locators decide as usual
+        for locator in caching.CacheImpl._locator_classes:
+            if not issubclass(locator, _KernelSourcesLocator):
+                inner = locator.from_function(py_func, py_file)
+                if inner is not None:
+                    return cls(inner)
+        return None
+
+
+if not any(issubclass(k, _KernelSourcesLocator) for k in caching.CacheImpl._locator_classes):
+    caching.CacheImpl._locator_classes.insert(0, _KernelSourcesLocator)
 
 
 def jit(parallel=False, inline=False):

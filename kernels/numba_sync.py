@@ -6,8 +6,8 @@ Why not ``prange``: a parallel region costs a thread-pool launch per phase
 (two per batch), and its gufunc links and re-optimizes every kernel it
 calls once more, which tripled the cold compile. Here each worker is one
 ordinary nogil function; a barrier is two atomic operations and a spin.
-Results never depend on the thread count: a thread takes parts
-tid, tid + threads, ...; every result is computed by exactly one part.
+Results never depend on the thread count: threads claim fixed parts from a
+counter (next_part); every result is computed by exactly one part.
 """
 
 import threading
@@ -24,19 +24,31 @@ _SPINS = 1 << 12
 
 
 def barrier_state():
-    """The state barrier() shares between the threads of one call:
-    [threads arrived, generation]."""
-    return np.zeros(2, np.int64)
+    """The state the threads of one call share: [threads arrived, generation,
+    next part of phase 0, next part of phase 1]."""
+    return np.zeros(4, np.int64)
 
 
 @jit()
-def barrier(sync, threads):
-    """Wait until all ``threads`` threads of this call have arrived. The last
-    to arrive resets the count and opens the next generation."""
+def next_part(sync, phase):
+    """Claim the next part of ``phase`` (0 or 1): 0, 1, 2, ... across all
+    threads, each once. Which thread computes a part never changes its
+    result, so claiming parts as threads come free balances the load
+    without touching determinism."""
+    return atomic_add(sync, 2 + phase, 1)
+
+
+@jit()
+def barrier(sync, threads, phase):
+    """Wait until all ``threads`` threads have finished ``phase``. The last
+    to arrive resets that phase's part counter (no one claims from it again
+    before the next barrier) and opens the next generation."""
     if threads == 1:
+        atomic_store(sync, 2 + phase, 0)
         return
     generation = atomic_load(sync, 1)
     if atomic_add(sync, 0, 1) == threads - 1:
+        atomic_store(sync, 2 + phase, 0)
         atomic_store(sync, 0, 0)
         atomic_add(sync, 1, 1)
         return

@@ -44,54 +44,77 @@ KC = 256
 
 
 @jit()
-def pack_rows(A, rows, r0, nrows, k0, k1, ks, Ap):
+def pack_rows(A, rows, r0, nrows, k0, k1, ks, Ap, nonzero):
     """Ap[t*MR + q] = A[rows[r0 + q], ks[t]] for the k0 <= k < k1 where one of
     the rows q < nrows (<= MR) is nonzero, in increasing k; rows past nrows
     pack 0. Returns the count of k kept.
     A: (N, K)  rows: (>= r0 + nrows,) int64  ks: (>= k1 - k0,) int32
-    Ap: (>= (k1 - k0) * MR,)  ks, Ap written.
-    In passes that vectorize (copy the rows, mark the k where any is nonzero)
-    and two short scalar ones (list those k, interleave their values)."""
+    Ap: (>= (k1 - k0) * MR,)  nonzero: (>= k1 - k0 + 8,) uint8 scratch;
+    ks, Ap written. Three passes: mark the k where a row is nonzero
+    (contiguous, vectorized), list them (eight marks at a time: MNIST's
+    border is zero in every image), then copy each row's values there."""
     width = k1 - k0
-    block = np.zeros((MR, width), A.dtype)
-    nonzero = np.zeros(width, np.uint8)
+    for k in range(width + 8):
+        nonzero[k] = 0
     for q in range(nrows):
         src = A[rows[r0 + q]]
-        dst = block[q]
         for k in range(width):
-            dst[k] = src[k0 + k]
-        for k in range(width):
-            nonzero[k] |= dst[k] != 0
+            nonzero[k] |= np.uint8(src[k0 + k] != 0)
+    marks = nonzero.view(np.uint64)
     count = 0
-    for k in range(width):
-        ks[count] = k0 + k
-        count += nonzero[k]
+    for block in range((width + 7) // 8):
+        if marks[block] != 0:
+            for k in range(block * 8, min(width, block * 8 + 8)):
+                ks[count] = k0 + k
+                count += nonzero[k]
+    source = np.empty(MR, np.int64)   # rows past nrows read row 0, zeroed after
+    for q in range(MR):
+        source[q] = rows[r0 + q] if q < nrows else rows[r0]
     for t in range(count):
-        k = ks[t] - k0
+        k = ks[t]
         for q in range(MR):
-            Ap[t * MR + q] = block[q, k]
+            Ap[t * MR + q] = A[source[q], k]
+    for q in range(nrows, MR):
+        for t in range(count):
+            Ap[t * MR + q] = 0
     return count
 
 
 @jit()
-def pack_cols(A, rows, r0, r1, c0, ncols, ks, Ap):
-    """Ap[t*MR + q] = A[rows[ks[t]], c0 + q] for the r0 <= r < r1 where one of
-    the columns c0 .. c0 + ncols - 1 (ncols <= MR) is nonzero: MR rows of A.T,
-    packed without forming it. Returns the count of r kept.
-    A: (N, K)  rows: (>= r1,) int64  ks: (>= r1 - r0,) int32
-    Ap: (>= (r1 - r0) * MR,) written."""
+def pack_cols(A, rows, r0, r1, lo, hi, ks, Ap, counts):
+    """For each group g of MR columns c0 = lo + g*MR of A (the last one may be
+    narrower, up to hi): Ap[g, t*MR + q] = A[rows[ks[g, t]], c0 + q] for the
+    r0 <= r < r1 where one of the group's columns is nonzero: MR rows of A.T
+    per group, packed in one pass over A's rows without forming A.T.
+    counts[g] = how many r were kept. A: (N, K)  rows: (>= r1,) int64
+    ks: (groups, >= r1 - r0) int32  Ap: (groups, >= (r1 - r0) * MR)
+    counts: (groups,)  all written."""
+    groups = (hi - lo + MR - 1) // MR
+    full = (hi - lo) // MR
+    for g in range(groups):
+        counts[g] = 0
     zero = A.dtype.type(0)
-    count = 0
     for r in range(r0, r1):
         a = A[rows[r]]
-        nonzero = False
-        for q in range(MR):
-            v = a[c0 + q] if q < ncols else zero
-            Ap[count * MR + q] = v
-            nonzero |= v != zero
-        ks[count] = r
-        count += nonzero
-    return count
+        for g in range(full):
+            c0, c = lo + g * MR, counts[g]
+            nonzero = False
+            for q in range(MR):
+                v = a[c0 + q]
+                Ap[g, c * MR + q] = v
+                nonzero |= v != zero
+            ks[g, c] = r
+            counts[g] = c + nonzero
+        if full < groups:
+            g = full
+            c0, c = lo + g * MR, counts[g]
+            nonzero = False
+            for q in range(MR):
+                v = a[c0 + q] if c0 + q < hi else zero
+                Ap[g, c * MR + q] = v
+                nonzero |= v != zero
+            ks[g, c] = r
+            counts[g] = c + nonzero
 
 
 @jit()
@@ -153,11 +176,12 @@ def product_rows(A, rows, lo, hi, Bp, bias, C, relu):
     ks = np.empty((groups, KC), np.int32)
     Ap = np.empty((groups, KC * MR), A.dtype)
     counts = np.empty(groups, np.int64)
+    nonzero = np.empty(KC + 8, np.uint8)
     for k0 in range(0, K, KC):
         k1 = min(K, k0 + KC)
         for g in range(groups):
             r0 = lo + g * MR
-            counts[g] = pack_rows(A, rows, r0, min(MR, hi - r0), k0, k1, ks[g], Ap[g])
+            counts[g] = pack_rows(A, rows, r0, min(MR, hi - r0), k0, k1, ks[g], Ap[g], nonzero)
         for s in range(Bp.shape[0]):
             for g in range(groups):
                 r0 = lo + g * MR
@@ -178,9 +202,7 @@ def product_cols(A, rows, n, lo, hi, Bp, Cp):
     zeros = np.zeros(Cp.shape[2], Cp.dtype)
     for r0 in range(0, max(n, 1), KC):
         r1 = min(n, r0 + KC)
-        for g in range(groups):
-            c0 = lo + g * MR
-            counts[g] = pack_cols(A, rows, r0, r1, c0, min(MR, hi - c0), ks[g], Ap[g])
+        pack_cols(A, rows, r0, r1, lo, hi, ks, Ap, counts)
         for s in range(Bp.shape[0]):
             for g in range(groups):
                 c0 = lo + g * MR

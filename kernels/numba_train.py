@@ -30,12 +30,14 @@ from .numba_rows import (argmax, column_sums, dropout_row, relu_mask_row, smooth
                          softmax_row, softmax_xent_row, update_span)
 from .numba_tiles import NR32, NR64, product_cols, product_rows
 from .numba_ir import MR
-from .numba_sync import barrier
+from .numba_sync import barrier, next_part
 
-# The cuts: a rows part is ROWS_PER_PART rows (whole micro-kernel groups);
+# The cuts: a rows part is ROWS_PER_PART rows (whole micro-kernel groups;
+# 32 on AVX2: fewer, larger parts reuse each packed weight strip more, and
+# batch 128 still has 4 parts, batch 512 16);
 # the params region has PARAM_PARTS parts. Fixed numbers, never the thread
 # count, so any number of threads (up to 16 on these) gives the same bits.
-ROWS_PER_PART = 4 * MR
+ROWS_PER_PART = 8 * MR
 PARAM_PARTS = 16
 # A literal False or 0 passed to a compiled function compiles it once more
 # for that literal type: call sites pass typed values instead.
@@ -238,8 +240,8 @@ def refresh_transpose(P, T, lay, l, lo, hi):
 
 
 # ----------------------------------------------------------- the workers
-# Every thread of a call runs the same worker (numba_sync.run_threads) on
-# the parts tid, tid + threads, ...; they meet at a barrier between phases.
+# Every thread of a call runs the same worker (numba_sync.run_threads),
+# claiming parts as it comes free; they meet at a barrier between phases.
 
 @jit()
 def train_worker(tid, threads, sync, P, S1, S2, lay, buf, X, y, order, batch_size, first, stop,
@@ -257,23 +259,27 @@ def train_worker(tid, threads, sync, P, S1, S2, lay, buf, X, y, order, batch_siz
         rows = order[j * batch_size:min((j + 1) * batch_size, N)]
         n = rows.shape[0]
         parts = (n + ROWS_PER_PART - 1) // ROWS_PER_PART
-        for part in range(tid, parts, threads):
+        part = next_part(sync, 0)
+        while part < parts:
             lo, hi = part * ROWS_PER_PART, min(n, (part + 1) * ROWS_PER_PART)
             forward_rows(P, lay, buf.act, buf.ident, X, rows, lo, hi, drop,
                          pos0 + j * batch_size)
             buf.loss[part], buf.right[part] = backward_rows(P, lay, buf, y, rows, lo, hi, n,
                                                             t_off, t_on, drop)
-        barrier(sync, threads)
+            part = next_part(sync, 0)
+        barrier(sync, threads, 0)
         if tid == 0:   # final until the next batch's rows phase, after the next barrier
             for part in range(parts):   # in part order: a fixed sum
                 loss_sum -= buf.loss[part]
                 right += buf.right[part]
-        for part in range(tid, PARAM_PARTS, threads):
+        part = next_part(sync, 1)
+        while part < PARAM_PARTS:
             gradient_part(lay, buf, n, part)
             if update:
                 update_part(P, S1, S2, lay, buf, part, hyper, lrs[j - first],
                             step0 + j - first + 1)
-        barrier(sync, threads)
+            part = next_part(sync, 1)
+        barrier(sync, threads, 1)
     return loss_sum, right
 
 

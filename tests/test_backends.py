@@ -566,3 +566,35 @@ def test_jit_falls_back_to_no_cache_without_a_cache_location():
     namespace = {}
     exec("def double(x):\n    return 2 * x\n", namespace)
     assert numba_jit.jit()(namespace["double"])(21) == 42
+
+
+@pytest.mark.slow
+def test_an_edited_callee_in_another_file_is_recompiled(tmp_path):
+    """Numba's cache checks only the file defining a function; the backend's
+    stamp covers every kernel source. forward_worker (numba_train.py) calls
+    softmax_row (numba_rows.py): after an edit to numba_rows.py alone, a
+    fresh process must run the edited code, not the cached old one."""
+    import shutil
+    from fastmlp.kernels import numba_jit
+    package = tmp_path / "kernels_copy"
+    shutil.copytree(numba_jit.KERNEL_DIR, package, ignore=shutil.ignore_patterns("__pycache__"))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    code = ("import numpy as np; from kernels_copy import numba_backend as nb; "
+            "from fastmlp.model import MLP; m = MLP.init(seed=0); "
+            "print(float(nb.forward(m.W, m.b, np.zeros((2, 784), np.float32)).sum()))")
+
+    def total():
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return float(result.stdout)
+
+    assert total() == pytest.approx(2.0)          # compiled, cached
+    assert total() == pytest.approx(2.0)          # loaded from the cache
+    rows = package / "numba_rows.py"
+    source = rows.read_text()
+    edited = source.replace("        p[k] = p[k] / total\n", "        p[k] = 2 * p[k] / total\n")
+    assert edited != source
+    rows.write_text(edited)
+    assert total() == pytest.approx(4.0)          # the edit is compiled in
