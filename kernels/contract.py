@@ -76,6 +76,13 @@ train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
     j*batch_size, ... of the epoch. W, b, state WRITTEN. The epoch driver
     calls this in chunks so it can report progress and stop cleanly between chunks.
 
+Optional attribute:
+
+batches_per_call: int (default 1)
+    How many batches the epoch loop (fastmlp.train.run) hands to one
+    train_batches call: a compiled backend takes many, to keep Python off the
+    hot path; the loop still reports progress and can stop between calls.
+
 Readiness (a compiled backend compiles or loads its kernels here; the
 reference has nothing to do):
 

@@ -201,6 +201,106 @@ def tile_fma(typingctx, Ap, count, Bs, ks, C, c0, nrows, j0, bias, relu, accumul
     return sig, codegen
 
 
+
+@intrinsic
+def move_group(typingctx, A, row, c0, Ap, g, c):
+    """Ap[g, c*MR : (c+1)*MR] = A[row, c0 : c0 + MR] as one vector load and
+    store; returns whether any of the MR values is nonzero (NaN counts, -0.0
+    does not, like v != 0). The inner step of numba_tiles.pack_cols.
+    A: (N, K) with c0 + MR <= K  Ap: (groups, >= (c+1)*MR), both C-contiguous."""
+    sig = types.boolean(A, row, c0, Ap, g, c)
+
+    def codegen(context, builder, signature, args):
+        aty, _, _, apty, _, _ = signature.args
+        src, dst = (context.make_array(t)(context, builder, v)
+                    for t, v in ((aty, args[0]), (apty, args[3])))
+        row, c0, g, c = (context.cast(builder, args[i], signature.args[i], types.intp)
+                         for i in (1, 2, 4, 5))
+        elt = context.get_data_type(aty.dtype)
+        size = context.get_abi_sizeof(elt)
+        vec = ir.VectorType(elt, MR)
+        intp = context.get_value_type(types.intp)
+
+        def element(array, i, j):
+            stride = cgutils.unpack_tuple(builder, array.strides, 2)[0]
+            base = builder.gep(builder.bitcast(array.data, ir.IntType(8).as_pointer()),
+                               [builder.mul(i, stride)])
+            return builder.bitcast(builder.gep(builder.bitcast(base, elt.as_pointer()), [j]),
+                                   vec.as_pointer())
+
+        values = builder.load(element(src, row, c0), align=size)
+        builder.store(values, element(dst, g, builder.mul(c, ir.Constant(intp, MR))), align=size)
+        nonzero = builder.fcmp_unordered("!=", values, ir.Constant(vec, [0.0] * MR))
+        bits = builder.bitcast(nonzero, ir.IntType(MR))
+        return builder.icmp_unsigned("!=", bits, ir.Constant(ir.IntType(MR), 0))
+
+    return sig, codegen
+
+
+@intrinsic
+def nonzero_bits(typingctx, x, k):
+    """A uint64 whose bit j says x[k + j] != 0, for j < 64 (NaN counts, -0.0
+    does not): 64 compares in a few vector instructions. x: (>= k + 64,)."""
+    sig = types.uint64(x, k)
+
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        k = context.cast(builder, args[1], signature.args[1], types.intp)
+        elt = context.get_data_type(signature.args[0].dtype)
+        vec = ir.VectorType(elt, 64)
+        values = builder.load(builder.bitcast(builder.gep(arr.data, [k]), vec.as_pointer()),
+                              align=context.get_abi_sizeof(elt))
+        nonzero = builder.fcmp_unordered("!=", values, ir.Constant(vec, [0.0] * 64))
+        return builder.bitcast(nonzero, ir.IntType(64))
+
+    return sig, codegen
+
+
+@intrinsic
+def lowest_bit(typingctx, word):
+    """The index of the lowest set bit of a nonzero uint64 (count trailing zeros)."""
+    sig = types.int64(word)
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        fn = cgutils.get_or_insert_function(builder.module,
+                                            ir.FunctionType(i64, [i64, ir.IntType(1)]),
+                                            "llvm.cttz.i64")
+        return builder.call(fn, [args[0], ir.Constant(ir.IntType(1), 1)])
+
+    return sig, codegen
+
+
+@intrinsic
+def bit_count(typingctx, word):
+    """How many bits of a uint64 are set (popcount)."""
+    sig = types.int64(word)
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64]),
+                                            "llvm.ctpop.i64")
+        return builder.call(fn, [args[0]])
+
+    return sig, codegen
+
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """a * b + c rounded once (llvm.fma), as the micro-kernel adds its
+    products: a row computed one product at a time then matches a tile's bits."""
+    sig = c(c, c, c)
+
+    def codegen(context, builder, signature, args):
+        ty = context.get_data_type(signature.return_type)
+        a, b, c = (context.cast(builder, v, t, signature.return_type)
+                   for v, t in zip(args, signature.args))
+        name = "llvm.fma.f32" if signature.return_type.bitwidth == 32 else "llvm.fma.f64"
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty] * 3), name)
+        return builder.call(fn, [a, b, c])
+
+    return sig, codegen
+
 # ------------------------------------------------------------ thread sync
 # The training threads meet twice per batch (kernels/numba_sync.py); these
 # are the atomic operations that barrier is made of (Numba has none).

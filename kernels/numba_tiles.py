@@ -21,7 +21,7 @@ panels are of A's dtype, sized by ``panel_size``.
 import numpy as np
 
 from .numba_jit import jit
-from .numba_ir import MR, NV, lanes, tile_fma
+from .numba_ir import MR, NV, bit_count, lanes, lowest_bit, move_group, nonzero_bits, tile_fma
 
 
 def panel_size(k: int) -> int:
@@ -38,36 +38,65 @@ def tile_width(C):
     return NR32 if C.itemsize == 4 else NR64
 
 
-# The inner dimension is cut in blocks of KC: the KC x NR strip of B that a
-# tile walks (16 KB in float32) then stays in L1 while every row group uses it.
+# The inner dimension is cut in blocks of KC (a multiple of 64, the width of
+# a row_bits word): the KC x NR strip of B that a tile walks (16 KB in
+# float32) then stays in L1 while every row group uses it.
 KC = 256
+# A row group whose nonzero k are more than this fraction of a block packs
+# the whole block (hidden layers: ~93% of k are nonzero in one of 4 rows).
+DENSE_FRACTION = 0.75
 
 
 @jit()
-def pack_rows(A, rows, r0, nrows, k0, k1, ks, Ap, nonzero):
+def row_bits(a, bits):
+    """bits[w] bit j = (a[64w + j] != 0): which of a row's entries are nonzero.
+    a: (K,)  bits: (>= ceil(K / 64),) uint64 written."""
+    K = a.shape[0]
+    w = 0
+    while 64 * (w + 1) <= K:
+        bits[w] = nonzero_bits(a, 64 * w)
+        w += 1
+    if 64 * w < K:
+        word = np.uint64(0)
+        for j in range(K - 64 * w):
+            if a[64 * w + j] != 0:
+                word |= np.uint64(1) << np.uint64(j)
+        bits[w] = word
+
+
+@jit()
+def pack_rows(A, rows, r0, nrows, k0, k1, ks, Ap, bits):
     """Ap[t*MR + q] = A[rows[r0 + q], ks[t]] for the k0 <= k < k1 where one of
     the rows q < nrows (<= MR) is nonzero, in increasing k; rows past nrows
-    pack 0. Returns the count of k kept.
+    pack 0. Returns the count of k kept. k0 is a multiple of 64.
     A: (N, K)  rows: (>= r0 + nrows,) int64  ks: (>= k1 - k0,) int32
-    Ap: (>= (k1 - k0) * MR,)  nonzero: (>= k1 - k0 + 8,) uint8 scratch;
-    ks, Ap written. Three passes: mark the k where a row is nonzero
-    (contiguous, vectorized), list them (eight marks at a time: MNIST's
-    border is zero in every image), then copy each row's values there."""
-    width = k1 - k0
-    for k in range(width + 8):
-        nonzero[k] = 0
-    for q in range(nrows):
-        src = A[rows[r0 + q]]
-        for k in range(width):
-            nonzero[k] |= np.uint8(src[k0 + k] != 0)
-    marks = nonzero.view(np.uint64)
+    Ap: (>= (k1 - k0) * MR,)  bits: (>= r0 + nrows, ceil(K / 64)) uint64, row
+    r's row_bits; ks, Ap written. The group's nonzero k are the set bits of
+    the OR of its rows' words, visited lowest first; where more than
+    DENSE_FRACTION of them are set, every k is kept instead (a dense block:
+    visiting bits would cost more than the few products it skips)."""
+    w0, w1 = k0 // 64, (k1 + 63) // 64
+    union = np.empty(w1 - w0, np.uint64)
+    kept = 0
+    for w in range(w0, w1):
+        word = np.uint64(0)
+        for q in range(nrows):
+            word |= bits[r0 + q, w]
+        union[w - w0] = word
+        kept += bit_count(word)
     count = 0
-    for block in range((width + 7) // 8):
-        if marks[block] != 0:
-            for k in range(block * 8, min(width, block * 8 + 8)):
-                ks[count] = k0 + k
-                count += nonzero[k]
-    source = np.empty(MR, np.int64)   # rows past nrows read row 0, zeroed after
+    if kept > DENSE_FRACTION * (k1 - k0):
+        for k in range(k0, k1):
+            ks[count] = k
+            count += 1
+    else:
+        for w in range(w0, w1):
+            word = union[w - w0]
+            while word != 0:
+                ks[count] = 64 * w + lowest_bit(word)
+                count += 1
+                word &= word - np.uint64(1)
+    source = np.empty(MR, np.int64)   # rows past nrows read row r0, zeroed after
     for q in range(MR):
         source[q] = rows[r0 + q] if q < nrows else rows[r0]
     for t in range(count):
@@ -85,36 +114,34 @@ def pack_cols(A, rows, r0, r1, lo, hi, ks, Ap, counts):
     """For each group g of MR columns c0 = lo + g*MR of A (the last one may be
     narrower, up to hi): Ap[g, t*MR + q] = A[rows[ks[g, t]], c0 + q] for the
     r0 <= r < r1 where one of the group's columns is nonzero: MR rows of A.T
-    per group, packed in one pass over A's rows without forming A.T.
+    per group, packed without forming A.T.
     counts[g] = how many r were kept. A: (N, K)  rows: (>= r1,) int64
     ks: (groups, >= r1 - r0) int32  Ap: (groups, >= (r1 - r0) * MR)
     counts: (groups,)  all written."""
     groups = (hi - lo + MR - 1) // MR
     full = (hi - lo) // MR
-    for g in range(groups):
-        counts[g] = 0
     zero = A.dtype.type(0)
-    for r in range(r0, r1):
-        a = A[rows[r]]
-        for g in range(full):
-            c0, c = lo + g * MR, counts[g]
+    # Group by group: its writes go to one stream, and the column block of
+    # A it reads (rows x 64 bytes) serves the next groups from L1. Row by row
+    # would write to every group's stream at once, more lines than L1 holds.
+    for g in range(full):
+        c0, c = lo + g * MR, 0
+        for r in range(r0, r1):
+            ks[g, c] = r
+            c += move_group(A, rows[r], c0, Ap, g, c)
+        counts[g] = c
+    if full < groups:
+        g = full
+        c0, c = lo + g * MR, 0
+        for r in range(r0, r1):
             nonzero = False
             for q in range(MR):
-                v = a[c0 + q]
+                v = A[rows[r], c0 + q] if c0 + q < hi else zero
                 Ap[g, c * MR + q] = v
                 nonzero |= v != zero
             ks[g, c] = r
-            counts[g] = c + nonzero
-        if full < groups:
-            g = full
-            c0, c = lo + g * MR, counts[g]
-            nonzero = False
-            for q in range(MR):
-                v = a[c0 + q] if c0 + q < hi else zero
-                Ap[g, c * MR + q] = v
-                nonzero |= v != zero
-            ks[g, c] = r
-            counts[g] = c + nonzero
+            c += nonzero
+        counts[g] = c
 
 
 @jit()
@@ -176,12 +203,14 @@ def product_rows(A, rows, lo, hi, Bp, bias, C, relu):
     ks = np.empty((groups, KC), np.int32)
     Ap = np.empty((groups, KC * MR), A.dtype)
     counts = np.empty(groups, np.int64)
-    nonzero = np.empty(KC + 8, np.uint8)
+    bits = np.empty((hi, (K + 63) // 64), np.uint64)   # rows lo..hi-1 used
+    for r in range(lo, hi):
+        row_bits(A[rows[r]], bits[r])
     for k0 in range(0, K, KC):
         k1 = min(K, k0 + KC)
         for g in range(groups):
             r0 = lo + g * MR
-            counts[g] = pack_rows(A, rows, r0, min(MR, hi - r0), k0, k1, ks[g], Ap[g], nonzero)
+            counts[g] = pack_rows(A, rows, r0, min(MR, hi - r0), k0, k1, ks[g], Ap[g], bits)
         for s in range(Bp.shape[0]):
             for g in range(groups):
                 r0 = lo + g * MR

@@ -29,7 +29,7 @@ from .numba_jit import jit
 from .numba_rows import (argmax, column_sums, dropout_row, relu_mask_row, smoothed_targets,
                          softmax_row, softmax_xent_row, update_span)
 from .numba_tiles import NR32, NR64, product_cols, product_rows
-from .numba_ir import MR
+from .numba_ir import MR, fma
 from .numba_sync import barrier, next_part
 
 # The cuts: a rows part is ROWS_PER_PART rows (whole micro-kernel groups;
@@ -176,8 +176,7 @@ def backward_rows(P, lay, buf, y, rows, lo, hi, n_batch, t_off, t_on, drop):
         D = rows_of(buf.delta, lay, l + 1)
         strips = delta_strips(buf.dstrips, lay, l)
         for r in range(lo, hi):
-            for c in range(strips.shape[0] * lay.nr):
-                strips[c // lay.nr, r, c % lay.nr] = D[r, c] if c < D.shape[1] else 0
+            copy_into_strips(D[r], strips, r)
         if l > 0:
             dA, A = rows_of(buf.delta, lay, l), rows_of(buf.act, lay, l)
             product_rows(D, buf.ident, lo, hi, transposed_strips(buf.T, lay, l), zeros, dA,
@@ -230,13 +229,29 @@ def update_part(P, S1, S2, lay, buf, part, hyper, lr, step):
 
 
 @jit(inline=True)
+def copy_into_strips(row, strips, r):
+    """strips[s, r, j] = row[s*NR + j], 0 past the row's end: one row in the
+    strip layout the params part reads (no division in the loop).
+    row: (o,)  strips: (S, n, NR) written at row r."""
+    nr = strips.shape[2]
+    for s in range(strips.shape[0]):
+        dst = strips[s, r]
+        for j in range(nr):
+            c = s * nr + j
+            dst[j] = row[c] if c < row.shape[0] else 0
+
+
+@jit(inline=True)
 def refresh_transpose(P, T, lay, l, lo, hi):
     """W[l].T's strips at rows lo..hi-1 of W[l] (columns of W.T) from P's."""
     Wp, WTp = weight_strips(P, lay, l), transposed_strips(T, lay, l)
-    nr = lay.nr
-    for k in range(lo, hi):
-        for c in range(lay.sizes[l + 1]):
-            WTp[k // nr, c, k % nr] = Wp[c // nr, k, c % nr]
+    nr, o = WTp.shape[2], lay.sizes[l + 1]
+    for k in range(lo, hi):                 # row k of W is column k of W.T
+        sk, jk = k // nr, k % nr            # once per row, not per element
+        for s in range(Wp.shape[0]):
+            w = Wp[s, k]
+            for j in range(min(nr, o - s * nr)):
+                WTp[sk, s * nr + j, jk] = w[j]
 
 
 # ----------------------------------------------------------- the workers
@@ -308,3 +323,42 @@ def refresh_transposes(P, T, lay):
     """Every W[l].T (l >= 1) in T from P, before a call's first batch."""
     for l in range(1, lay.sizes.shape[0] - 1):
         refresh_transpose(P, T, lay, l, np.int64(0), lay.sizes[l])
+
+
+# Below this many rows forward() reads the rows of W directly: for one image
+# (the GUI's case) packing W into strips would cost ~5x the product itself.
+FEW_ROWS = 8
+
+
+@jit()
+def forward_few(Ws, bs, X, probs):
+    """probs[r] = softmax of the network at X[r], row by row, as vector-matrix
+    products over X[r]'s nonzero entries: out = b + sum_k x_k W[k, :], fused
+    multiply-adds in increasing k, which is what a tile computes for that row
+    (a skipped zero adds exactly nothing): the same bits as forward_worker.
+    Ws, bs: tuples of W[l]: (i_l, o_l), b[l]: (o_l,)  X: (n, i_0)  probs: (n, K)."""
+    L = len(Ws)
+    width = 0
+    for l in range(L):
+        width = max(width, Ws[l].shape[1])
+    x = np.empty(max(width, X.shape[1]), X.dtype)
+    out = np.empty(width, X.dtype)
+    for r in range(X.shape[0]):
+        n_in = X.shape[1]
+        for k in range(n_in):
+            x[k] = X[r, k]
+        for l in range(L):
+            W, b = Ws[l], bs[l]
+            o = W.shape[1]
+            for j in range(o):
+                out[j] = b[j]
+            for k in range(n_in):
+                v = x[k]
+                if v != 0:
+                    w = W[k]
+                    for j in range(o):   # fused, as tile_fma: the same bits as a batch
+                        out[j] = fma(v, w[j], out[j])
+            for j in range(o):
+                x[j] = max(out[j], 0) if l < L - 1 else out[j]
+            n_in = o
+        softmax_row(x[:n_in], probs[r])
