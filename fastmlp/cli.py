@@ -151,7 +151,8 @@ def _run_train(args) -> int:
             _check_writable(Path(path), flag)
 
     backend = get_backend(args.backend)
-    wait_until_ready = _get_ready(backend, config.dtype)  # compiles while the data loads
+    # compiles while the data loads; the augment kernels too if this run uses them
+    wait_until_ready = _get_ready(backend, config.dtype, augment=config.augment != "none")
     data = load_dataset(args.data, dtype=config.dtype)
     if args.resume and saved.meta.get("data", {}).get("checksum") != data.checksum:
         raise FastmlpError(f"{args.resume}: was trained on other data than {data.source}")
@@ -231,8 +232,8 @@ def _run_train(args) -> int:
     return 0
 
 
-def _get_ready(backend, dtype):
-    """Start ``backend.prepare(dtype)`` in a background thread now, so that a
+def _get_ready(backend, dtype, augment=False):
+    """Start ``backend.prepare(dtype, augment)`` in a background thread now, so that a
     compile overlaps loading the data, and return ``wait_until_ready()`` to
     call just before the kernels first run. It blocks until they are ready,
     raising a failure as the usual one-line FastmlpError, and announces a wait
@@ -240,7 +241,7 @@ def _get_ready(backend, dtype):
     never a silent pause, and never compile time inside a timed epoch."""
     from fastmlp.readiness import Preparation
 
-    preparation = Preparation(backend.name, dtype, lambda: backend)
+    preparation = Preparation(backend.name, dtype, lambda: backend, augment=augment)
 
     def wait_until_ready():
         if not preparation.wait(NOTICE_AFTER):

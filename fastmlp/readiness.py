@@ -17,12 +17,12 @@ import numpy as np
 from fastmlp.errors import FastmlpError
 
 
-def prepare(backend, dtype) -> None:
-    """``backend.prepare(dtype)``, any failure (a Numba compile error is many
-    lines) raised as a one-line FastmlpError naming the backend."""
+def prepare(backend, dtype, augment=False) -> None:
+    """``backend.prepare(dtype, augment=augment)``, any failure (a Numba compile
+    error is many lines) raised as a one-line FastmlpError naming the backend."""
     dtype = np.dtype(dtype)
     try:
-        backend.prepare(dtype)
+        backend.prepare(dtype, augment=augment) if augment else backend.prepare(dtype)
     except FastmlpError:
         raise
     except Exception as exc:
@@ -42,8 +42,8 @@ class Preparation:
     is a daemon: a process that exits early (a bad flag, the window closed)
     does not wait for a compile it no longer needs."""
 
-    def __init__(self, name: str, dtype, load):
-        self.name, self.dtype = name, np.dtype(dtype)
+    def __init__(self, name: str, dtype, load, augment=False):
+        self.name, self.dtype, self.augment = name, np.dtype(dtype), augment
         self.backend = None  # set once ready
         self.error: FastmlpError | None = None
         self.seconds: float | None = None
@@ -55,7 +55,7 @@ class Preparation:
     def _run(self, load) -> None:
         try:
             backend = load()
-            prepare(backend, self.dtype)
+            prepare(backend, self.dtype, self.augment)
             self.backend = backend
         except FastmlpError as exc:  # from load (an import failure) or prepare
             self.error = exc

@@ -86,10 +86,10 @@ batches_per_call: int (default 1)
 Readiness (a compiled backend compiles or loads its kernels here; the
 reference has nothing to do):
 
-prepare(dtype) -> None
-    Make every op ready to run on float arrays of ``dtype`` (np.float32 or
-    np.float64) without a pause at its first call: compile, or load from the
-    cache. Blocks until done; safe to call from a background thread and more
+prepare(dtype, augment=False) -> None
+    Make the training and inference ops ready to run on float arrays of
+    ``dtype`` (np.float32 or np.float64) without a pause at their first call,
+    and the augment op too if ``augment``: compile, or load from the cache. Blocks until done; safe to call from a background thread and more
     than once (later calls return at once). The CLI and the GUI call it
     before training or switching backends, so that the wait is announced
     and never lands in a timed epoch or the GUI thread.

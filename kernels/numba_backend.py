@@ -45,7 +45,7 @@ name = "numba"
 # cleanly every ~0.05 s.
 batches_per_call = 64
 # forward() runs blocks of this many rows on all threads.
-_FORWARD_BLOCK = 64
+_FORWARD_BLOCK = 256
 
 
 # ------------------------------------------------------------- layer ops
@@ -235,11 +235,14 @@ def train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
 _READY = set()
 
 
-def prepare(dtype):
+def prepare(dtype, augment=False):
     """Compile (or load from the cache) every kernel that training and
-    inference in ``dtype`` run, by calling them once on a tiny network.
-    Later calls for the same dtype return at once."""
+    inference in ``dtype`` run, by calling them once on a tiny network, and
+    the augment op's if ``augment``. Later calls for the same work return at once."""
     dtype = np.dtype(dtype)
+    if augment and (dtype, "augment") not in _READY:
+        _prepare_augment(dtype)
+        _READY.add((dtype, "augment"))
     if dtype in _READY:
         return
     rng = np.random.default_rng(0)
@@ -255,6 +258,16 @@ def prepare(dtype):
     forward(W, b, X[:1])                                # one image: forward_few
     forward(W, b, np.concatenate([X] * (FEW_ROWS // len(X) + 1)))   # forward_worker
     _READY.add(dtype)
+
+
+def _prepare_augment(dtype):
+    """One image through the augment op (its kernels compile per dtype), with
+    the parameter types fastmlp.augment.sample_params draws (float32): the
+    identity warp, no displacement, thickening by 0.5."""
+    A = np.array([[[1, 0, 0], [0, 1, 0]]], np.float32)
+    D = np.zeros((1, 3, 3, 2), np.float32)
+    X = np.zeros((1, 784), dtype)
+    augment(X, A, D, np.full(1, 0.5, np.float32), np.empty_like(X))
 
 
 # ------------------------------------------------------ argument plumbing

@@ -36,6 +36,14 @@ def lanes(itemsize: int) -> int:
     return VECTOR_BYTES // itemsize
 
 
+def _call(builder, name, ret, values):
+    """Call the LLVM function (an intrinsic, or a libc symbol) ``name``
+    returning ``ret``, declaring it in the module on first use."""
+    fn = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ret, [v.type for v in values]), name)
+    return builder.call(fn, values)
+
+
 def _splat(builder, value, vec):
     i32 = ir.IntType(32)
     one = builder.insert_element(ir.Constant(vec, ir.Undefined), value, ir.Constant(i32, 0))
@@ -262,11 +270,8 @@ def lowest_bit(typingctx, word):
     sig = types.int64(word)
 
     def codegen(context, builder, signature, args):
-        i64 = ir.IntType(64)
-        fn = cgutils.get_or_insert_function(builder.module,
-                                            ir.FunctionType(i64, [i64, ir.IntType(1)]),
-                                            "llvm.cttz.i64")
-        return builder.call(fn, [args[0], ir.Constant(ir.IntType(1), 1)])
+        return _call(builder, "llvm.cttz.i64", ir.IntType(64),
+                     [args[0], ir.Constant(ir.IntType(1), 1)])
 
     return sig, codegen
 
@@ -277,10 +282,7 @@ def bit_count(typingctx, word):
     sig = types.int64(word)
 
     def codegen(context, builder, signature, args):
-        i64 = ir.IntType(64)
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64]),
-                                            "llvm.ctpop.i64")
-        return builder.call(fn, [args[0]])
+        return _call(builder, "llvm.ctpop.i64", ir.IntType(64), [args[0]])
 
     return sig, codegen
 
@@ -296,8 +298,7 @@ def fma(typingctx, a, b, c):
         a, b, c = (context.cast(builder, v, t, signature.return_type)
                    for v, t in zip(args, signature.args))
         name = "llvm.fma.f32" if signature.return_type.bitwidth == 32 else "llvm.fma.f64"
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty] * 3), name)
-        return builder.call(fn, [a, b, c])
+        return _call(builder, name, ty, [a, b, c])
 
     return sig, codegen
 
@@ -356,9 +357,7 @@ def spin_pause(typingctx):
     sig = types.none()
 
     def codegen(context, builder, signature, args):
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
-                                            "llvm.x86.sse2.pause")
-        builder.call(fn, [])
+        _call(builder, "llvm.x86.sse2.pause", ir.VoidType(), [])
         return context.get_dummy_value()
 
     return sig, codegen
@@ -371,9 +370,7 @@ def yield_cpu(typingctx):
     sig = types.none()
 
     def codegen(context, builder, signature, args):
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []),
-                                            "sched_yield")
-        builder.call(fn, [])
+        _call(builder, "sched_yield", ir.IntType(32), [])
         return context.get_dummy_value()
 
     return sig, codegen

@@ -12,7 +12,7 @@ from .augment_numpy import augment  # noqa: F401  (the augment op: kernels/augme
 name = "numpy"
 
 
-def prepare(dtype):
+def prepare(dtype, augment=False):
     """Nothing to compile: NumPy's ops are ready for any dtype."""
 
 
