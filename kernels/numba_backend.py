@@ -3,16 +3,19 @@ same names, arguments, in-place semantics and return values (the contract is
 kernels/contract.py); read the reference for the equations and these
 modules for how they are made fast:
 
-  numba_vector.py  the register-tiled micro-kernel (LLVM IR), MR x NR sums
-                   in registers; the only hand-written IR
+  numba_ir.py      all the hand-written LLVM IR: the register-tiled
+                   micro-kernel (MR x NR sums in registers), vector pack
+                   steps, and the atomics of the threads' barrier
   numba_tiles.py   the products built on it: X @ W and dY @ W.T by row
                    groups, X.T @ dY by column groups; zeros of the inputs
                    (MNIST's pixels, ReLU outputs) skip whole k, dense layers
                    run at GEMM speed; weights packed in strips of NR columns
   numba_rows.py    softmax + cross-entropy rows, dropout, ReLU masks, column
                    sums and the optimizer spans (bit-exact to the reference)
-  numba_train.py   a batch as two parallel regions of fixed parts, composed
-                   of those kernels; inference
+  numba_train.py   a batch as two phases of fixed parts, composed of those
+                   kernels; inference
+  numba_sync.py    nogil worker threads and the barrier between phases
+  numba_threads.py all threads or one, whichever is faster right now
   numba_jit.py     the decorator, and the cache guard that recompiles when
                    any kernel source changes
   this module      the contract's wrappers: argument checks, packing the

@@ -6,7 +6,7 @@ A product C = A @ B is cut into tiles of MR rows of C by NR = NV * lanes
 columns. For each group of MR rows, ``pack_rows`` copies their values into a
 panel Ap laid out k-major (Ap[t*MR + q] = A[row q, ks[t]]) keeping only the k
 where one of the MR rows is nonzero; the micro-kernel (``tile_fma``, LLVM IR
-in kernels/numba_vector.py) then runs over those k with the MR x NR sums in
+in kernels/numba_ir.py) then runs over those k with the MR x NR sums in
 registers, one load of a B row serving MR rows. A dense layer keeps every k
 and runs at GEMM speed; MNIST's pixels (81% zero) and ReLU outputs (~50%)
 skip whole k. The weight gradient X.T @ dY is the same product with A = X.T:
@@ -148,7 +148,7 @@ def pack_cols(A, rows, r0, r1, lo, hi, ks, Ap, counts):
 def tile_plain(Ap, count, Bs, ks, C, c0, nrows, j0, bias, relu, accumulate):
     """Variant 1 of tile_fma, the same tile in plain Numba loops (the sums go
     through memory, so it is load-bound); validated and timed beside it in
-    bench/test_bench_tiles.py. Same contract as numba_vector.tile_fma."""
+    bench/test_bench_tiles.py. Same contract as numba_ir.tile_fma."""
     width = min(Bs.shape[1], C.shape[1] - j0)
     if not accumulate:
         for q in range(nrows):
