@@ -108,7 +108,7 @@ class TrainingController:
 
     def _train(self, config, backend, data, events: queue.Queue) -> None:
         try:
-            prepare(backend, config.dtype)
+            prepare(backend, config.dtype, config.augment != "none")
             events.put(Stage("loading data…"))
             data = data if data is not None else load_dataset(dtype=config.dtype)
             n = len(training_rows(data, config)[0])

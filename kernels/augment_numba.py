@@ -40,10 +40,9 @@ thicken ~15%, load ~10%.
 """
 
 import numpy as np
-from llvmlite import ir
 from numba import prange
-from numba.extending import intrinsic
 
+from .numba_ir import highest_bit, lowest_bit  # bit scans: which pixels to fetch
 from .numba_jit import jit
 
 SIDE = 28
@@ -64,42 +63,9 @@ WARPED_ROWS = SIDE + 4
 BLOCK = 64
 
 
-_jit = jit  # the backend's one decorator (kernels/numba_jit.py)
-
-
-# ------------------------------------------------------------ bit scans
-# LLVM's count-trailing/leading-zeros intrinsics (one instruction each):
-# which pixels of a row to fetch comes as a bit mask.
-
-@intrinsic
-def _trailing_zeros(typingctx, mask):
-    def codegen(context, builder, signature, args):
-        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
-    return mask(mask), codegen
-
-
-@intrinsic
-def _leading_zeros(typingctx, mask):
-    def codegen(context, builder, signature, args):
-        return builder.ctlz(args[0], ir.Constant(ir.IntType(1), 0))
-    return mask(mask), codegen
-
-
-@_jit()
-def lowest_bit(mask):
-    """Index of the lowest set bit of an int64 mask != 0."""
-    return _trailing_zeros(mask)
-
-
-@_jit()
-def highest_bit(mask):
-    """Index of the highest set bit of an int64 mask > 0."""
-    return 63 - _leading_zeros(mask)
-
-
 # ------------------------------------------------------ constant tables
 
-@_jit()
+@jit()
 def pixel_tables(dtype_of, G):
     """Constants, in dtype_of's dtype, over the PIXELS scratch layout:
     u, v: (PIXELS,) the pixel's row and column minus CENTRE (the reference's
@@ -138,7 +104,7 @@ def pixel_tables(dtype_of, G):
 
 # ------------------------------------------------------------ per image
 
-@_jit()
+@jit()
 def load_source(x, P, side):
     """Copy x: (side * side,) into the interior of the framed source P:
     (SOURCE_ROWS * STRIDE,) (its frame stays 0) and return the box holding
@@ -162,7 +128,7 @@ def load_source(x, P, side):
     return first, last, left, right
 
 
-@_jit()
+@jit()
 def displacement_field(D, rows, W, M, d0, d1, stride):
     """d_a = the elastic displacement (a = 0 rows, 1 cols) of every pixel: D:
     (G, G, 2) upsampled as the reference's displacement_field() does, first
@@ -191,7 +157,7 @@ def displacement_field(D, rows, W, M, d0, d1, stride):
             out1[j] = w0 * top1[j] + w1 * bottom1[j]
 
 
-@_jit()
+@jit()
 def source_points(A, u, v, image, d0, d1, box, K, FR, FC, inside):
     """For every pixel p, the source point (sr, sc) = A [u, v, 1] + CENTRE + d
     (the reference's warp(), in its operations and order), clipped into the
@@ -223,7 +189,7 @@ def source_points(A, u, v, image, d0, d1, box, K, FR, FC, inside):
         K[q] = np.uint32(np.int32(r0) + 1) * np.uint32(STRIDE) + np.uint32(np.int32(c0) + 1)
 
 
-@_jit()
+@jit()
 def sample(P, K, FR, FC, inside, Y, stride):
     """Y's image pixels = the bilinear samples of the framed source P at the
     points (K, FR, FC) (the reference's bilinear()), fetched only from each
@@ -254,7 +220,7 @@ def sample(P, K, FR, FC, inside, Y, stride):
     return top, bottom
 
 
-@_jit()
+@jit()
 def thicken(Y, t, top, bottom, H, out, side):
     """out = clip(y + t (max3x3(y) - y), 0, 1) if t > 0, clip(y + t (y -
     min3x3(y)), 0, 1) if t < 0, clip(y, 0, 1) if t = 0, for y the image in
@@ -299,7 +265,7 @@ def thicken(Y, t, top, bottom, H, out, side):
 
 # --------------------------------------------------------------- the op
 
-@_jit()
+@jit()
 def any_nonzero(a):
     """True if any entry of the C-contiguous array a is nonzero."""
     for value in a.ravel():
@@ -308,7 +274,7 @@ def any_nonzero(a):
     return False
 
 
-@_jit(parallel=True)
+@jit(parallel=True)
 def _augment(X, A, D, thickness, out, u, v, image, rows, W, side, stride):
     n = X.shape[0]
     dtype = X.dtype

@@ -34,7 +34,7 @@ import numpy as np
 
 from .augment_numba import augment  # noqa: F401  (the augment op: kernels/augment_numba.py)
 from .numba_rows import (adam_span, column_sums, momentum_span, relu_backward_flat, sgd_span,
-                         softmax_cross_entropy_rows)
+                         softmax_cross_entropy_rows, update_span)
 from .numba_threads import THREADS
 from .numba_tiles import pack_strips, product_cols, product_rows, unpack_strips
 from .numba_sync import barrier_state, run_threads
@@ -176,18 +176,9 @@ def optimizer_step(W, b, dW, db, state, lr, opt):
         for param, grad, s1, s2, wd in ((W[l], dW[l], S1W[l], S2W[l], opt.weight_decay),
                                         (b[l], db[l], S1b[l], S2b[l], 0.0)):
             p = _flat(param, written=True)
-            _update(p, _flat_input(grad), _flat(s1, written=True), _flat(s2, written=True),
-                    hyper, float(lr), float(wd), state.step)
-
-
-def _update(p, g, s1, s2, hyper, lr, wd, step):
-    if hyper.kind == 0:
-        sgd_span(p, g, 0, p.size, lr, wd)
-    elif hyper.kind == 1:
-        momentum_span(p, g, s1, 0, p.size, lr, hyper.momentum, hyper.nesterov, wd)
-    else:
-        adam_span(p, g, s1, s2, 0, p.size, lr, hyper.beta1, hyper.beta2, hyper.eps, wd,
-                  step, hyper.kind == 3)
+            # the training kernels' own dispatch (numba_rows.update_span)
+            update_span(p, _flat_input(grad), _flat(s1, written=True), _flat(s2, written=True),
+                        0, p.size, hyper, float(lr), float(wd), state.step)
 
 
 def train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
@@ -365,12 +356,6 @@ def _unpack(P, lay, Ws, bs):
         strips = P[lay.w_at[l]:lay.w_at[l] + S * i * nr].reshape(S, i, nr)
         w[:] = strips.transpose(1, 0, 2).reshape(i, S * nr)[:, :o]
         bias[:] = P[lay.b_at[l]:lay.b_at[l] + o]
-
-
-def _targets(smoothing, K, dtype):
-    """(t_off, t_on) as the reference's targets: smoothing / K, plus 1 - smoothing at the label."""
-    dt = np.dtype(dtype).type
-    return dt(float(smoothing) / K), dt(1.0 - float(smoothing))
 
 
 def _dropout(dropout):

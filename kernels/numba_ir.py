@@ -266,12 +266,27 @@ def nonzero_bits(typingctx, x, k):
 
 @intrinsic
 def lowest_bit(typingctx, word):
-    """The index of the lowest set bit of a nonzero uint64 (count trailing zeros)."""
+    """The index of the lowest set bit of a nonzero 64-bit word (int64 or
+    uint64): count trailing zeros, one instruction."""
     sig = types.int64(word)
 
     def codegen(context, builder, signature, args):
         return _call(builder, "llvm.cttz.i64", ir.IntType(64),
-                     [args[0], ir.Constant(ir.IntType(1), 1)])
+                     [args[0], ir.Constant(ir.IntType(1), 0)])
+
+    return sig, codegen
+
+
+@intrinsic
+def highest_bit(typingctx, word):
+    """The index of the highest set bit of a nonzero 64-bit word: 63 minus
+    the count of leading zeros."""
+    sig = types.int64(word)
+
+    def codegen(context, builder, signature, args):
+        zeros = _call(builder, "llvm.ctlz.i64", ir.IntType(64),
+                      [args[0], ir.Constant(ir.IntType(1), 0)])
+        return builder.sub(ir.Constant(ir.IntType(64), 63), zeros)
 
     return sig, codegen
 

@@ -15,7 +15,7 @@ one of them is nonzero, so X.T is never formed.
 
 Arrays are C-contiguous; ``rows`` maps a tile's row r to A[rows[r]], so a
 batch is read from X in place, in the epoch's order. ``ks`` is int32, the
-panels are of A's dtype, sized by ``panel_size``.
+panels are of A's dtype; each product allocates its own.
 """
 
 import numpy as np
@@ -24,18 +24,7 @@ from .numba_jit import jit
 from .numba_ir import MR, NV, bit_count, lanes, lowest_bit, move_group, nonzero_bits, tile_fma
 
 
-def panel_size(k: int) -> int:
-    """Elements of a panel Ap for a product whose inner dimension is k."""
-    return k * MR
-
-
 NR32, NR64 = NV * lanes(4), NV * lanes(8)   # NR for float32 and float64
-
-
-@jit(inline=True)
-def tile_width(C):
-    """NR: the columns one micro-kernel call writes, for C's dtype."""
-    return NR32 if C.itemsize == 4 else NR64
 
 
 # The inner dimension is cut in blocks of KC (a multiple of 64, the width of
