@@ -38,8 +38,8 @@ from .numba_rows import (adam_span, column_sums, momentum_span, relu_backward_fl
 from .numba_threads import THREADS
 from .numba_tiles import pack_strips, product_cols, product_rows, unpack_strips
 from .numba_sync import barrier_state, run_threads
-from .numba_train import (FEW_ROWS, Dropout, Optimizer, buffers, forward_few, forward_worker,
-                          layout, parameter_count, refresh_transposes, train_worker)
+from .numba_train import (FEW_ROWS, GRADIENT, INFER, UPDATE, Batches, Dropout, Optimizer, Params,
+                          Step, batch_worker, buffers, forward_few, layout, parameter_count)
 
 name = "numba"
 
@@ -57,8 +57,8 @@ def linear_forward(X, W, b, out, relu):
     """out = X @ W + b, then ReLU if ``relu``.
     X: (n, i)  W: (i, o)  b: (o,)  out: (n, o) written."""
     _flat(out, written=True)
-    X, W, b = (_writable(a, out.dtype) for a in (X, W, b))
-    product_rows(X, np.arange(len(X)), 0, len(X), _strips(W), b, out, bool(relu))
+    X, W, b = _readonly(X, out.dtype), _writable(W, out.dtype), _writable(b, out.dtype)
+    product_rows(X, _int64(np.arange(len(X))), 0, len(X), _strips(W), b, out, bool(relu))
     return out
 
 
@@ -86,15 +86,15 @@ def linear_backward(X, W, dY, dW, db, dX):
     X: (n, i)  W: (i, o)  dY: (n, o)  dW: (i, o)  db: (o,)  dX: (n, i)."""
     for a in (dW, db) + ((dX,) if dX is not None else ()):
         _flat(a, written=True)
-    X, W, dY = (_writable(a, dW.dtype) for a in (X, W, dY))
-    n = len(X)
+    X, W, dY = _readonly(X, dW.dtype), _writable(W, dW.dtype), _writable(dY, dW.dtype)
+    n, rows = len(X), _int64(np.arange(len(X)))
     dY_strips = _strips(dY)
     dW_strips = np.empty_like(_strips(dW))
-    product_cols(X, np.arange(n), n, 0, X.shape[1], dY_strips, dW_strips)
+    product_cols(X, rows, n, 0, X.shape[1], dY_strips, dW_strips)
     unpack_strips(dW_strips, dW)
     column_sums(dY, 0, dY.shape[1], n, db)
     if dX is not None:
-        product_rows(dY, np.arange(n), 0, n, _strips(np.ascontiguousarray(W.T)),
+        product_rows(_readonly(dY, dW.dtype), rows, 0, n, _strips(np.ascontiguousarray(W.T)),
                      np.zeros(X.shape[1], dW.dtype), dX, False)
 
 
@@ -134,10 +134,12 @@ def forward(W, b, X):
     if X.shape[0] < FEW_ROWS:
         forward_few(Ws, bs, X, probs)
         return probs
+    n = X.shape[0]
     lay = layout(_sizes(Ws), _FORWARD_BLOCK, X.dtype)
-    blocks = -(-X.shape[0] // _FORWARD_BLOCK)
-    run_threads(forward_worker, min(THREADS.count(), blocks), _pack(Ws, bs, lay), lay, X,
-                _int64(np.arange(X.shape[0])), probs)
+    P, blocks = _pack(Ws, bs, lay), -(-n // _FORWARD_BLOCK)
+    rows = Batches(X, _int64(np.zeros(n)), _int64(np.arange(n)), _FORWARD_BLOCK, 0, blocks, 0)
+    run_threads(batch_worker, min(THREADS.count(), blocks), barrier_state(), Params(P, P, P), lay,
+                buffers(lay, X.dtype), rows, _step(INFER), probs)
     return probs
 
 
@@ -157,11 +159,11 @@ def forward_backward(W, b, X, y, dW, db, smoothing=0.0, dropout=None, position=0
     n = X.shape[0]
     lay = layout(_sizes(Ws), max(n, 1), X.dtype)
     P, buf = _pack(Ws, bs, lay), buffers(lay, X.dtype)
-    refresh_transposes(P, buf.T, lay)
+    _transposes(Ws, lay, buf.T)
     # One batch of all the rows, on one thread, without the update.
-    train_worker(0, 1, barrier_state(), P, P, P, lay, buf, X, y, _int64(np.arange(n)), max(n, 1),
-                 0, 1, np.zeros(1), _optimizer(None), 0, float(smoothing), _dropout(dropout),
-                 int(position), False)
+    rows = Batches(X, y, _int64(np.arange(n)), max(n, 1), 0, 1, int(position))
+    batch_worker(0, 1, barrier_state(), Params(P, P, P), lay, buf, rows,
+                 _step(GRADIENT, smoothing=smoothing, dropout=dropout), _NO_PROBS[X.dtype])
     _unpack(buf.G, lay, dWs, dbs)
     return -float(buf.loss.sum()) / max(n, 1), int(buf.right.sum())
 
@@ -203,15 +205,15 @@ def train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
     S1 = _pack(S1W, S1b, lay) if opt.name != "sgd" else P
     S2 = _pack(S2W, S2b, lay) if opt.name in ("adam", "adamw") else P
     buf = buffers(lay, X.dtype)
-    refresh_transposes(P, buf.T, lay)
-    hyper, drop = _optimizer(opt), _dropout(dropout)
+    _transposes(Ws, lay, buf.T)
     loss_sum, correct = 0.0, 0
     for lo, hi, threaded in THREADS.segments(first, stop):
         start = time.perf_counter()
         part_loss, part_correct = run_threads(
-            train_worker, THREADS.count() if threaded else 1, barrier_state(), P, S1, S2, lay,
-            buf, X, y, order, batch_size, lo, hi, lrs[lo - first:], hyper,
-            int(state.step) + lo - first, float(smoothing), drop, 0, True)
+            batch_worker, THREADS.count() if threaded else 1, barrier_state(), Params(P, S1, S2),
+            lay, buf, Batches(X, y, order, batch_size, lo, hi, 0),
+            _step(UPDATE, lrs[lo - first:], opt, int(state.step) + lo - first, smoothing,
+                  dropout), _NO_PROBS[X.dtype])
         THREADS.record(threaded, (time.perf_counter() - start) / (hi - lo))
         loss_sum += part_loss
         correct += part_correct
@@ -250,7 +252,7 @@ def prepare(dtype, augment=False):
     state = SimpleNamespace(step=0, slots={})
     train_batches(W, b, state, X, y, np.arange(6, dtype=np.int64), 3, 0, 2, np.full(2, 0.01), opt)
     forward(W, b, X[:1])                                # one image: forward_few
-    forward(W, b, np.concatenate([X] * (FEW_ROWS // len(X) + 1)))   # forward_worker
+    forward(W, b, np.concatenate([X] * (FEW_ROWS // len(X) + 1)))   # batch_worker, INFER
     _READY.add(dtype)
 
 
@@ -281,8 +283,8 @@ def _readonly(a, dtype):
 
 
 def _writable(a, dtype):
-    """A writable C-contiguous copy: the product kernels are compiled for
-    writable arrays only (their inputs are also the network's own buffers)."""
+    """A writable C-contiguous copy, for the arrays the kernels take writable
+    (B of a product, which training passes as views of its parameters)."""
     return np.array(a, dtype=dtype, order="C", copy=True)
 
 
@@ -333,19 +335,35 @@ def _strips(B):
     return Bp
 
 
+def _into_strips(B, strips):
+    """strips[s, k, j] = B[k, s*NR + j], 0 past B's last column.
+    B: (K, o)  strips: (ceil(o / NR), K, NR) written."""
+    S, K, nr = strips.shape
+    padded = np.zeros((K, S * nr), B.dtype)
+    padded[:, :B.shape[1]] = B
+    strips[:] = padded.reshape(K, S, nr).transpose(1, 0, 2)
+
+
 def _pack(Ws, bs, lay):
     """One flat vector in the kernels' layout (numba_train.Layout): every W[l]
     in strips of NR columns (zero past its last column), then b[l]."""
     P = np.zeros(parameter_count(lay), Ws[0].dtype)
     for l, (w, bias) in enumerate(zip(Ws, bs)):
         i, o = w.shape
-        S, nr = lay.strips[l], lay.nr
-        strips = P[lay.w_at[l]:lay.w_at[l] + S * i * nr].reshape(S, i, nr)
-        padded = np.zeros((i, S * nr), w.dtype)
-        padded[:, :o] = w
-        strips[:] = padded.reshape(i, S, nr).transpose(1, 0, 2)
+        _into_strips(w, P[lay.w_at[l]:lay.w_at[l] + lay.strips[l] * i * lay.nr].reshape(
+            lay.strips[l], i, lay.nr))
         P[lay.b_at[l]:lay.b_at[l] + o] = bias
     return P
+
+
+def _transposes(Ws, lay, T):
+    """T: every W[l].T (l >= 1) in strips, as the deltas' products read it
+    (numba_train.transposed_strips); the kernels keep it current after each
+    update, this fills it before a call's first batch."""
+    for l in range(1, len(Ws)):
+        i, o = Ws[l].shape
+        S = -(-i // lay.nr)
+        _into_strips(Ws[l].T, T[lay.t_at[l]:lay.t_at[l] + S * o * lay.nr].reshape(S, o, lay.nr))
 
 
 def _unpack(P, lay, Ws, bs):
@@ -366,6 +384,17 @@ def _dropout(dropout):
         return Dropout(0, 1.0, 0)
     rate, key = float(dropout[0]), int(dropout[1])
     return Dropout(int(round(rate * 2**24)), 1.0 / (1.0 - rate), key)
+
+
+def _step(mode, lrs=None, opt=None, step0=0, smoothing=0.0, dropout=None):
+    """numba_train.Step: what a batch_worker call does, and its update."""
+    lrs = _readonly(np.zeros(1) if lrs is None else lrs, np.float64)
+    return Step(mode, lrs, _optimizer(opt), int(step0), float(smoothing), _dropout(dropout))
+
+
+# probs for the calls that write none (one typed array per dtype: one compiled worker)
+_NO_PROBS = {np.dtype(np.float32): np.zeros((0, 0), np.float32),
+             np.dtype(np.float64): np.zeros((0, 0), np.float64)}
 
 
 def _optimizer(opt):

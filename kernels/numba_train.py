@@ -4,15 +4,17 @@ ones the single ops run, and the op tests check).
 
 One batch is two phases over fixed parts, run by every thread of the call
 (kernels/numba_sync.py), with a barrier after each:
-  rows   (part = ROWS_PER_PART rows of the batch): gather the rows, forward
-         through every layer, softmax + cross-entropy, and every backward
-         delta of those rows, dA = (dY @ W.T) * relu'; a row needs no other.
-  params (part = 1/PARAM_PARTS of every layer's input units): dW rows
-         X.T @ dY from all the batch's rows, db, the optimizer update of those
-         parameters, and W.T refreshed there for the next batch's deltas.
+  rows   (part = ROWS_PER_PART rows of the batch): forward through every
+         layer, softmax + cross-entropy, and every backward delta of those
+         rows, dA = (dY @ W.T) * relu'; a row needs no other.
+  params (part = a piece of one layer's input units, see ``layout``): dW
+         rows X.T @ dY from all the batch's rows, db, the optimizer update of
+         those parameters, and W.T refreshed there for the next batch's deltas.
 Each result is computed by exactly one part, in a fixed order, from a cut
-that depends on the batch size only: the same bits for any thread count,
-with no per-thread gradient copies to add up.
+that depends on the batch and layer sizes only: the same bits for any
+thread count, with no per-thread gradient copies to add up. (The params cut
+does not even change the bits: each dW entry sums over the rows in the same
+order whichever piece holds it, as pieces start at whole groups of MR units.)
 
 The parameters live in one flat vector P during a call, every W[l] packed in
 strips of NR columns (numba_tiles.pack_strips), as the micro-kernel reads
@@ -34,26 +36,45 @@ from .numba_sync import barrier, next_part
 
 # The cuts: a rows part is ROWS_PER_PART rows (whole micro-kernel groups;
 # 32 on AVX2: fewer, larger parts reuse each packed weight strip more, and
-# batch 128 still has 4 parts, batch 512 16);
-# the params region has PARAM_PARTS parts. Fixed numbers, never the thread
-# count, so any number of threads (up to 16 on these) gives the same bits.
+# batch 128 still has 4 parts, batch 512 16). In the params phase layer l is
+# cut in pieces of about WEIGHTS_PER_PIECE weights, at most MAX_PIECES: a
+# piece of a small layer costs more in setup than in products, and 16 pieces
+# of a wide one keep up to 16 threads busy. Fixed numbers, never the thread
+# count, so any number of threads gives the same bits.
 ROWS_PER_PART = 8 * MR
-PARAM_PARTS = 16
+WEIGHTS_PER_PIECE = 8192
+MAX_PIECES = 16
 # A literal False or 0 passed to a compiled function compiles it once more
 # for that literal type: call sites pass typed values instead.
 NO_RELU = np.bool_(False)
+ROWS_PHASE, PARAMS_PHASE = np.int64(0), np.int64(1)
 
 # sizes (L+1,): widths i_0, o_0, ..., o_{L-1}; strips (L,): ceil(o_l / NR);
 # w_at/b_at (L,): where W[l]'s strips (strips[l], i_l, NR) and b[l] start in
 # P; t_at (L,): W[l].T's strips (ceil(i_l / NR), o_l, NR) in the T buffer
-# (l >= 1); a_at (L+2,): layer a's (n, sizes[a]) rows in act/delta;
-# d_at (L+1,): layer l's output deltas in strips (strips[l], n, NR); n: rows.
-Layout = namedtuple("Layout", "sizes strips w_at b_at t_at a_at d_at n nr")
-# act: every layer's activations (layer 0 the gathered input rows); delta:
-# dL/d(activation), same layout; dstrips: the deltas packed in strips;
-# T: W[l].T in strips; G: the gradient, laid out as P; ident: 0..n-1;
-# loss, right: (parts,) per rows part.
-Buffers = namedtuple("Buffers", "act delta dstrips T G ident loss right")
+# (l >= 1); a_at (L+2,): layer a's (n, sizes[a]) rows in act/delta, a >= 1
+# (layer 0 is X itself, read in place: a batch's rows are never copied);
+# d_at (L+1,): layer l's output deltas in strips (strips[l], n, NR); n: rows;
+# pieces (L,): layer l's pieces in the params phase, jobs their total.
+Layout = namedtuple("Layout", "sizes strips w_at b_at t_at a_at d_at n nr pieces jobs")
+# act: the activations of layers 1..L; delta: dL/d(activation), same layout;
+# act_in, delta_in: read-only views of them, as the products read their
+# inputs (X is read-only: one compiled product for both); dstrips: the deltas
+# packed in strips; T: W[l].T in strips; G: the gradient, laid out as P;
+# ident: 0..n-1; loss, right: (parts,) per rows part.
+Buffers = namedtuple("Buffers", "act delta act_in delta_in dstrips T G ident loss right")
+# P: the parameters in the Layout's order; S1, S2: the optimizer's slots in
+# the same layout (velocity; Adam's m and v), P itself where unused.
+Params = namedtuple("Params", "P S1 S2")
+# The rows of a call: X (N, i_0), labels y (N,) int64, the epoch's row order
+# (int64), batch_size, batches first..stop-1, pos0 the epoch position of
+# order[0] (dropout).
+Batches = namedtuple("Batches", "X y order batch_size first stop pos0")
+# What a call does with them (mode INFER, GRADIENT or UPDATE), and the update:
+# lrs (batches,) float64, hyper an Optimizer, step0 the updates done before,
+# label smoothing, a Dropout.
+Step = namedtuple("Step", "mode lrs hyper step0 smoothing drop")
+INFER, GRADIENT, UPDATE = 0, 1, 2
 # kind: 0 sgd, 1 momentum, 2 adam, 3 adamw (numba_rows.update_span).
 Optimizer = namedtuple("Optimizer", "kind momentum nesterov beta1 beta2 eps weight_decay")
 # threshold = round(rate * 2^24) (0: no dropout), scale = 1 / (1 - rate), key.
@@ -72,9 +93,12 @@ def layout(sizes, n, dtype) -> Layout:
     w_at = b_at - w_sizes
     t_sizes = np.array([0] + [-(-sizes[l] // nr) * sizes[l + 1] * nr for l in range(1, L)])
     t_at = np.concatenate([[0], np.cumsum(t_sizes)])
-    a_at = np.concatenate([[0], np.cumsum(n * sizes)])
+    a_at = np.concatenate([[0, 0], np.cumsum(n * sizes[1:])])
     d_at = np.concatenate([[0], np.cumsum(strips * n * nr)])
-    return Layout(sizes, strips, w_at, b_at, t_at, a_at, d_at, int(n), int(nr))
+    groups = -(-sizes[:-1] // MR)
+    pieces = np.clip(sizes[:-1] * sizes[1:] // WEIGHTS_PER_PIECE, 1, np.minimum(groups, MAX_PIECES))
+    return Layout(sizes, strips, w_at, b_at, t_at, a_at, d_at, int(n), int(nr), pieces,
+                  int(pieces.sum()))
 
 
 def parameter_count(lay: Layout) -> int:
@@ -83,9 +107,11 @@ def parameter_count(lay: Layout) -> int:
 
 def buffers(lay: Layout, dtype) -> Buffers:
     parts = -(-lay.n // ROWS_PER_PART)
-    return Buffers(np.zeros(lay.a_at[-1], dtype), np.zeros(lay.a_at[-1], dtype),
-                   np.zeros(lay.d_at[-1], dtype), np.zeros(lay.t_at[-1], dtype),
-                   np.zeros(parameter_count(lay), dtype), np.arange(lay.n, dtype=np.int64),
+    act, delta = np.zeros(lay.a_at[-1], dtype), np.zeros(lay.a_at[-1], dtype)
+    act_in, delta_in, ident = act.view(), delta.view(), np.arange(lay.n, dtype=np.int64)
+    act_in.flags.writeable = delta_in.flags.writeable = ident.flags.writeable = False
+    return Buffers(act, delta, act_in, delta_in, np.zeros(lay.d_at[-1], dtype),
+                   np.zeros(lay.t_at[-1], dtype), np.zeros(parameter_count(lay), dtype), ident,
                    np.zeros(parts), np.zeros(parts, np.int64))
 
 
@@ -127,30 +153,27 @@ def delta_strips(dstrips, lay, l):
 # ------------------------------------------------------------ the two parts
 
 @jit(inline=True)
-def forward_rows(P, lay, act, ident, X, rows, lo, hi, drop, pos):
-    """act's layers for the rows lo..hi-1: layer 0 = X[rows[r]], then
-    relu(A @ W + b) (dropout on hidden layers unless drop.threshold is 0, row
-    r at epoch position pos + r) and the last layer's logits."""
+def forward_rows(P, lay, buf, X, rows, lo, hi, drop, pos):
+    """buf.act's layers for the rows lo..hi-1 of the batch X[rows]:
+    relu(A @ W + b) from A = X[rows] on (dropout on hidden layers unless
+    drop.threshold is 0, row r at epoch position pos + r), and the last
+    layer's logits."""
     L = lay.sizes.shape[0] - 1
-    A0 = rows_of(act, lay, 0)
-    for r in range(lo, hi):
-        src, dst = X[rows[r]], A0[r]
-        for k in range(dst.shape[0]):
-            dst[k] = src[k]
     hidden = np.uint64(0)
     for l in range(1, L):
         hidden += np.uint64(lay.sizes[l])
     unit0 = np.uint64(0)
+    A, at = X, rows   # layer l's input rows: A[at[r]]
     for l in range(L):
-        out = rows_of(act, lay, l + 1)
-        product_rows(rows_of(act, lay, l), ident, lo, hi, weight_strips(P, lay, l),
-                     bias(P, lay, l), out, l < L - 1)
+        out = rows_of(buf.act, lay, l + 1)
+        product_rows(A, at, lo, hi, weight_strips(P, lay, l), bias(P, lay, l), out, l < L - 1)
         if drop.threshold > 0 and l < L - 1:
             scale = out.dtype.type(drop.scale)
             for r in range(lo, hi):
                 dropout_row(out[r], np.uint64(drop.key), np.uint64(pos + r) * hidden + unit0,
                             np.uint64(drop.threshold), scale)
             unit0 += np.uint64(lay.sizes[l + 1])
+        A, at = rows_of(buf.act_in, lay, l + 1), buf.ident
 
 
 @jit(inline=True)
@@ -173,7 +196,7 @@ def backward_rows(P, lay, buf, y, rows, lo, hi, n_batch, t_off, t_on, drop):
     scale = dt(drop.scale) if drop.threshold > 0 else dt(1)
     zeros = np.zeros(lay.sizes.max(), logits.dtype)
     for l in range(L - 1, -1, -1):
-        D = rows_of(buf.delta, lay, l + 1)
+        D = rows_of(buf.delta_in, lay, l + 1)
         strips = delta_strips(buf.dstrips, lay, l)
         for r in range(lo, hi):
             copy_into_strips(D[r], strips, r)
@@ -187,45 +210,55 @@ def backward_rows(P, lay, buf, y, rows, lo, hi, n_batch, t_off, t_on, drop):
 
 
 @jit(inline=True)
-def gradient_part(lay, buf, n, part):
-    """This part's share of the gradient G from the batch's n rows: dW rows
-    (X.T @ dY, its units of every layer's input) and db entries."""
-    L = lay.sizes.shape[0] - 1
-    for l in range(L):
-        lo, hi = part_range(lay.sizes[l], part, MR)
-        if hi > lo:
-            product_cols(rows_of(buf.act, lay, l), buf.ident, n, lo, hi,
-                         delta_strips(buf.dstrips, lay, l), weight_strips(buf.G, lay, l))
-        jlo, jhi = part_range(lay.sizes[l + 1], part, 1)
-        column_sums(rows_of(buf.delta, lay, l + 1), jlo, jhi, n, bias(buf.G, lay, l))
+def job_piece(lay, job):
+    """(layer, piece) of params job ``job``: the pieces of layers L-1, ..., 0
+    in turn (the few large pieces of the small top layers first, the many
+    small ones of the first layer last, so that the threads end together)."""
+    for l in range(lay.pieces.shape[0] - 1, -1, -1):
+        if job < lay.pieces[l]:
+            return l, job
+        job -= lay.pieces[l]
+    return -1, 0
 
 
 @jit(inline=True)
-def part_range(units, part, align):
-    """[lo, hi) of ``part`` when units are cut in PARAM_PARTS parts of whole
+def piece_range(units, piece, pieces, align):
+    """[lo, hi) of ``piece`` when units are cut in ``pieces`` pieces of whole
     groups of ``align``."""
     groups = (units + align - 1) // align
-    lo = (part * groups // PARAM_PARTS) * align
-    hi = min(units, ((part + 1) * groups // PARAM_PARTS) * align)
+    lo = (piece * groups // pieces) * align
+    hi = min(units, ((piece + 1) * groups // pieces) * align)
     return lo, hi
 
 
 @jit(inline=True)
-def update_part(P, S1, S2, lay, buf, part, hyper, lr, step):
-    """The optimizer update of this part's parameters (those gradient_part
-    computed), weight decay on W only; then W.T refreshed there."""
-    L = lay.sizes.shape[0] - 1
-    for l in range(L):
-        i, o = lay.sizes[l], lay.sizes[l + 1]
-        lo, hi = part_range(i, part, MR)
-        for s in range(lay.strips[l]):
-            at = lay.w_at[l] + s * i * lay.nr
-            update_span(P, buf.G, S1, S2, at + lo * lay.nr, at + hi * lay.nr, hyper, lr,
-                        hyper.weight_decay, step)
-        jlo, jhi = part_range(o, part, 1)
-        update_span(P, buf.G, S1, S2, lay.b_at[l] + jlo, lay.b_at[l] + jhi, hyper, lr, 0.0, step)
-        if l > 0:
-            refresh_transpose(P, buf.T, lay, l, lo, hi)
+def gradient_piece(lay, buf, A, at, l, piece):
+    """Piece ``piece`` of layer l's gradient in G from the batch's rows A[at]
+    (layer l's input): its rows of dW = A.T @ dY and its entries of db."""
+    n, pieces = at.shape[0], lay.pieces[l]
+    lo, hi = piece_range(lay.sizes[l], piece, pieces, MR)
+    if hi > lo:
+        product_cols(A, at, n, lo, hi, delta_strips(buf.dstrips, lay, l),
+                     weight_strips(buf.G, lay, l))
+    jlo, jhi = piece_range(lay.sizes[l + 1], piece, pieces, 1)
+    column_sums(rows_of(buf.delta, lay, l + 1), jlo, jhi, n, bias(buf.G, lay, l))
+
+
+@jit(inline=True)
+def update_piece(params, lay, buf, l, piece, hyper, lr, step):
+    """The optimizer update of the parameters gradient_piece computed, weight
+    decay on W only; then W.T refreshed there."""
+    P, S1, S2 = params
+    i, o, pieces = lay.sizes[l], lay.sizes[l + 1], lay.pieces[l]
+    lo, hi = piece_range(i, piece, pieces, MR)
+    for s in range(lay.strips[l]):
+        at = lay.w_at[l] + s * i * lay.nr
+        update_span(P, buf.G, S1, S2, at + lo * lay.nr, at + hi * lay.nr, hyper, lr,
+                    hyper.weight_decay, step)
+    jlo, jhi = piece_range(o, piece, pieces, 1)
+    update_span(P, buf.G, S1, S2, lay.b_at[l] + jlo, lay.b_at[l] + jhi, hyper, lr, 0.0, step)
+    if l > 0:
+        refresh_transpose(P, buf.T, lay, l, lo, hi)
 
 
 @jit(inline=True)
@@ -254,75 +287,66 @@ def refresh_transpose(P, T, lay, l, lo, hi):
                 WTp[sk, s * nr + j, jk] = w[j]
 
 
-# ----------------------------------------------------------- the workers
+# ------------------------------------------------------------ the worker
 # Every thread of a call runs the same worker (numba_sync.run_threads),
 # claiming parts as it comes free; they meet at a barrier between phases.
+# Training, the gradient op and batched inference are one compiled function:
+# they share its forward pass, and the first run compiles it once, not three
+# times (a worker of this size costs seconds to compile).
 
 @jit()
-def train_worker(tid, threads, sync, P, S1, S2, lay, buf, X, y, order, batch_size, first, stop,
-                 lrs, hyper, step0, smoothing, drop, pos0, update):
-    """Batches first..stop-1: batch j is X[order[j*batch_size:(j+1)*batch_size]]
-    (the last may be partial), its rows at epoch positions pos0 + j*batch_size
-    + r (dropout); then, if update, the step with lrs[j - first] as update
-    number step0 + j - first + 1 (else only the gradient, in buf.G).
-    P, S1, S2 and buf written. Returns, on thread 0, (loss summed over rows,
-    rows classified right); (0, 0) elsewhere."""
-    N = order.shape[0]
-    t_off, t_on = smoothed_targets(smoothing, lay.sizes[lay.sizes.shape[0] - 1], X)
+def batch_worker(tid, threads, sync, params, lay, buf, data, step, probs):
+    """Batches data.first..data.stop-1: batch j is X[order[j*batch_size:
+    (j+1)*batch_size]] (the last may be partial), its rows at epoch positions
+    data.pos0 + j*batch_size + r (dropout). By step.mode:
+      INFER     probs[order[i]] = softmax of the network at that row (order
+                is 0..n-1 here; no loss, no gradient)
+      GRADIENT  the batch's gradient in buf.G, no update
+      UPDATE    then the step with step.lrs[j - first] as update number
+                step.step0 + j - first + 1, on params.P, S1, S2.
+    buf written. Returns, on thread 0, (loss summed over rows, rows classified
+    right); (0, 0) elsewhere and when inferring."""
+    N, size = data.order.shape[0], data.batch_size
+    L = lay.sizes.shape[0] - 1
+    t_off, t_on = smoothed_targets(step.smoothing, lay.sizes[L], data.X)
     loss_sum, right = 0.0, 0
-    for j in range(first, stop):
-        rows = order[j * batch_size:min((j + 1) * batch_size, N)]
+    for j in range(data.first, data.stop):
+        rows = data.order[j * size:min((j + 1) * size, N)]
         n = rows.shape[0]
         parts = (n + ROWS_PER_PART - 1) // ROWS_PER_PART
-        part = next_part(sync, 0)
+        part = next_part(sync, ROWS_PHASE)
         while part < parts:
             lo, hi = part * ROWS_PER_PART, min(n, (part + 1) * ROWS_PER_PART)
-            forward_rows(P, lay, buf.act, buf.ident, X, rows, lo, hi, drop,
-                         pos0 + j * batch_size)
-            buf.loss[part], buf.right[part] = backward_rows(P, lay, buf, y, rows, lo, hi, n,
-                                                            t_off, t_on, drop)
-            part = next_part(sync, 0)
-        barrier(sync, threads, 0)
+            forward_rows(params.P, lay, buf, data.X, rows, lo, hi, step.drop,
+                         data.pos0 + j * size)
+            if step.mode == INFER:
+                logits = rows_of(buf.act, lay, L)
+                for r in range(lo, hi):
+                    softmax_row(logits[r], probs[rows[r]])
+            else:
+                buf.loss[part], buf.right[part] = backward_rows(
+                    params.P, lay, buf, data.y, rows, lo, hi, n, t_off, t_on, step.drop)
+            part = next_part(sync, ROWS_PHASE)
+        barrier(sync, threads, ROWS_PHASE)
+        if step.mode == INFER:
+            continue
         if tid == 0:   # final until the next batch's rows phase, after the next barrier
             for part in range(parts):   # in part order: a fixed sum
                 loss_sum -= buf.loss[part]
                 right += buf.right[part]
-        part = next_part(sync, 1)
-        while part < PARAM_PARTS:
-            gradient_part(lay, buf, n, part)
-            if update:
-                update_part(P, S1, S2, lay, buf, part, hyper, lrs[j - first],
-                            step0 + j - first + 1)
-            part = next_part(sync, 1)
-        barrier(sync, threads, 1)
+        job = next_part(sync, PARAMS_PHASE)
+        while job < lay.jobs:
+            l, piece = job_piece(lay, job)
+            if l == 0:   # layer 0's input is X itself
+                gradient_piece(lay, buf, data.X, rows, l, piece)
+            else:
+                gradient_piece(lay, buf, rows_of(buf.act_in, lay, l), buf.ident[:n], l, piece)
+            if step.mode == UPDATE:
+                update_piece(params, lay, buf, l, piece, step.hyper, step.lrs[j - data.first],
+                             step.step0 + j - data.first + 1)
+            job = next_part(sync, PARAMS_PHASE)
+        barrier(sync, threads, PARAMS_PHASE)
     return loss_sum, right
-
-
-@jit()
-def forward_worker(tid, threads, P, lay, X, positions, probs):
-    """probs[r] = softmax of the network at X[r], in blocks of lay.n rows;
-    each row is computed alone, so the thread a block lands on does not
-    change its bits. positions: (n,) int64, 0..n-1."""
-    n, block = X.shape[0], lay.n
-    L = lay.sizes.shape[0] - 1
-    act = np.empty(lay.a_at[-1], X.dtype)
-    ident = np.arange(block)
-    none = Dropout(0, 1.0, 0)
-    for part in range(tid, (n + block - 1) // block, threads):
-        lo, hi = part * block, min(n, (part + 1) * block)
-        first = np.int64(0)   # not the literal 0: one compiled forward_rows for both workers
-        forward_rows(P, lay, act, ident, X, positions[lo:hi], first, hi - lo, none, first)
-        logits = rows_of(act, lay, L)
-        for r in range(hi - lo):
-            softmax_row(logits[r], probs[lo + r])
-    return 0
-
-
-@jit()
-def refresh_transposes(P, T, lay):
-    """Every W[l].T (l >= 1) in T from P, before a call's first batch."""
-    for l in range(1, lay.sizes.shape[0] - 1):
-        refresh_transpose(P, T, lay, l, np.int64(0), lay.sizes[l])
 
 
 # Below this many rows forward() reads the rows of W directly: for one image
@@ -335,7 +359,7 @@ def forward_few(Ws, bs, X, probs):
     """probs[r] = softmax of the network at X[r], row by row, as vector-matrix
     products over X[r]'s nonzero entries: out = b + sum_k x_k W[k, :], fused
     multiply-adds in increasing k, which is what a tile computes for that row
-    (a skipped zero adds exactly nothing): the same bits as forward_worker.
+    (a skipped zero adds exactly nothing): the same bits as batch_worker.
     Ws, bs: tuples of W[l]: (i_l, o_l), b[l]: (o_l,)  X: (n, i_0)  probs: (n, K)."""
     L = len(Ws)
     width = 0

@@ -571,7 +571,7 @@ def test_jit_falls_back_to_no_cache_without_a_cache_location():
 @pytest.mark.slow
 def test_an_edited_callee_in_another_file_is_recompiled(tmp_path):
     """Numba's cache checks only the file defining a function; the backend's
-    stamp covers every kernel source. forward_worker (numba_train.py) calls
+    stamp covers every kernel source. batch_worker (numba_train.py) calls
     softmax_row (numba_rows.py): after an edit to numba_rows.py alone, a
     fresh process must run the edited code, not the cached old one."""
     import shutil
