@@ -160,6 +160,38 @@ def tile_plain(Ap, count, Bs, ks, C, c0, nrows, j0, bias, relu, accumulate):
 
 
 @jit()
+def row_bits_plain(a, bits):
+    """Variant 1 of row_bits, one compare per entry in a plain loop (no
+    nonzero_bits IR); validated and timed beside it in bench/test_bench_pack.py."""
+    for w in range((a.shape[0] + 63) // 64):
+        word = np.uint64(0)
+        for j in range(min(64, a.shape[0] - 64 * w)):
+            if a[64 * w + j] != 0:
+                word |= np.uint64(1) << np.uint64(j)
+        bits[w] = word
+
+
+@jit()
+def pack_cols_plain(A, rows, r0, r1, lo, hi, ks, Ap, counts):
+    """Variant 1 of pack_cols, each group's MR values moved and tested one by
+    one (no move_group IR); same contract, validated and timed beside it in
+    bench/test_bench_pack.py."""
+    groups = (hi - lo + MR - 1) // MR
+    zero = A.dtype.type(0)
+    for g in range(groups):
+        c0, c = lo + g * MR, 0
+        for r in range(r0, r1):
+            nonzero = False
+            for q in range(MR):
+                v = A[rows[r], c0 + q] if c0 + q < hi else zero
+                Ap[g, c * MR + q] = v
+                nonzero |= v != zero
+            ks[g, c] = r
+            c += nonzero
+        counts[g] = c
+
+
+@jit()
 def pack_strips(B, Bp):
     """Bp[s, k, j] = B[k, s*NR + j], 0 past B's last column: B cut into
     strips of NR columns, each one contiguous block. B: (K, o)
