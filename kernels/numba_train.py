@@ -55,8 +55,10 @@ ROWS_PHASE, PARAMS_PHASE = np.int64(0), np.int64(1)
 # (l >= 1); a_at (L+2,): layer a's (n, sizes[a]) rows in act/delta, a >= 1
 # (layer 0 is X itself, read in place: a batch's rows are never copied);
 # d_at (L+1,): layer l's output deltas in strips (strips[l], n, NR); n: rows;
-# pieces (L,): layer l's pieces in the params phase, jobs their total.
-Layout = namedtuple("Layout", "sizes strips w_at b_at t_at a_at d_at n nr pieces jobs")
+# pieces (L,): layer l's pieces in the params phase, jobs their total;
+# widest: max(sizes) (given, not computed in a kernel: np.max there costs a
+# second of compile).
+Layout = namedtuple("Layout", "sizes strips w_at b_at t_at a_at d_at n nr pieces jobs widest")
 # act: the activations of layers 1..L; delta: dL/d(activation), same layout;
 # act_in, delta_in: read-only views of them, as the products read their
 # inputs (X is read-only: one compiled product for both); dstrips: the deltas
@@ -98,7 +100,7 @@ def layout(sizes, n, dtype) -> Layout:
     groups = -(-sizes[:-1] // MR)
     pieces = np.clip(sizes[:-1] * sizes[1:] // WEIGHTS_PER_PIECE, 1, np.minimum(groups, MAX_PIECES))
     return Layout(sizes, strips, w_at, b_at, t_at, a_at, d_at, int(n), int(nr), pieces,
-                  int(pieces.sum()))
+                  int(pieces.sum()), int(sizes.max()))
 
 
 def parameter_count(lay: Layout) -> int:
@@ -194,7 +196,7 @@ def backward_rows(P, lay, buf, y, rows, lo, hi, n_batch, t_off, t_on, drop):
                                   dt(n_batch))
         right += argmax(logits[r]) == y[rows[r]]
     scale = dt(drop.scale) if drop.threshold > 0 else dt(1)
-    zeros = np.zeros(lay.sizes.max(), logits.dtype)
+    zeros = np.zeros(lay.widest, logits.dtype)
     for l in range(L - 1, -1, -1):
         D = rows_of(buf.delta_in, lay, l + 1)
         strips = delta_strips(buf.dstrips, lay, l)
@@ -337,10 +339,10 @@ def batch_worker(tid, threads, sync, params, lay, buf, data, step, probs):
         job = next_part(sync, PARAMS_PHASE)
         while job < lay.jobs:
             l, piece = job_piece(lay, job)
-            if l == 0:   # layer 0's input is X itself
-                gradient_piece(lay, buf, data.X, rows, l, piece)
-            else:
-                gradient_piece(lay, buf, rows_of(buf.act_in, lay, l), buf.ident[:n], l, piece)
+            A, at = data.X, rows   # layer 0's input is X itself
+            if l > 0:
+                A, at = rows_of(buf.act_in, lay, l), buf.ident[:n]
+            gradient_piece(lay, buf, A, at, l, piece)
             if step.mode == UPDATE:
                 update_piece(params, lay, buf, l, piece, step.hyper, step.lrs[j - data.first],
                              step.step0 + j - data.first + 1)
