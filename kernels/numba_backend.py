@@ -12,8 +12,9 @@ modules for how they are made fast:
                    run at GEMM speed; weights packed in strips of NR columns
   numba_rows.py    softmax + cross-entropy rows, dropout, ReLU masks, column
                    sums and the optimizer spans (bit-exact to the reference)
-  numba_train.py   a batch as two phases of fixed parts, composed of those
-                   kernels; inference
+  numba_train.py   one worker for training, the gradient op and batched
+                   inference: a batch as two phases of fixed parts,
+                   composed of those kernels
   numba_sync.py    nogil worker threads and the barrier between phases
   numba_threads.py all threads or one, whichever is faster right now
   numba_jit.py     the decorator, and the cache guard that recompiles when

@@ -2,7 +2,7 @@
 cache that notices when any kernel source changes.
 
 Numba's cache checks only the file that defines a function: a kernel whose
-callee lives in another file (train_worker calls product_rows, which inlines
+callee lives in another file (batch_worker calls product_rows, which inlines
 tile_fma from numba_ir.py) would be loaded stale after an edit to that other
 file. So every kernel's cache entry is stamped with a digest of all the
 backend's kernel sources as well (``SOURCES_DIGEST``): an edit anywhere
