@@ -40,7 +40,8 @@ from .numba_threads import THREADS
 from .numba_tiles import pack_strips, product_cols, product_rows, unpack_strips
 from .numba_sync import barrier_state, run_threads
 from .numba_train import (FEW_ROWS, GRADIENT, INFER, UPDATE, Batches, Dropout, Optimizer, Params,
-                          Step, batch_worker, buffers, forward_few, layout, parameter_count)
+                          Step, backward_few, batch_worker, buffers, forward_few, layout,
+                          parameter_count)
 
 name = "numba"
 
@@ -87,6 +88,11 @@ def linear_backward(X, W, dY, dW, db, dX):
     X: (n, i)  W: (i, o)  dY: (n, o)  dW: (i, o)  db: (o,)  dX: (n, i)."""
     for a in (dW, db) + ((dX,) if dX is not None else ()):
         _flat(a, written=True)
+    if len(X) < FEW_ROWS:   # a saliency map, one image: read W in place
+        X, W, dY = _readonly(X, dW.dtype), _readonly(W, dW.dtype), _writable(dY, dW.dtype)
+        backward_few(X, W, dY, dW, np.empty((0, X.shape[1]), dW.dtype) if dX is None else dX)
+        column_sums(dY, 0, dY.shape[1], len(dY), db)
+        return
     X, W, dY = _readonly(X, dW.dtype), _writable(W, dW.dtype), _writable(dY, dW.dtype)
     n, rows = len(X), _int64(np.arange(len(X)))
     dY_strips = _strips(dY)

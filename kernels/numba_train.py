@@ -388,3 +388,33 @@ def forward_few(Ws, bs, X, probs):
                 x[j] = max(out[j], 0) if l < L - 1 else out[j]
             n_in = o
         softmax_row(x[:n_in], probs[r])
+
+
+@jit()
+def backward_few(X, W, dY, dW, dX):
+    """dW = X.T @ dY and (if dX has rows) dX = dY @ W.T for a few rows, read
+    from W directly, as forward_few does: packing W (or W.T) into strips
+    would cost several times these products. Fused multiply-adds in the
+    order a tile takes them (rows r increasing for dW, j increasing for dX,
+    from 0), so the same bits as the tile path (a skipped zero adds exactly
+    nothing). X: (n, i)  W: (i, o)  dY: (n, o)  dW: (i, o)  dX: (n, i) or (0, i)."""
+    n, i, o = X.shape[0], W.shape[0], W.shape[1]
+    for k in range(i):
+        g = dW[k]
+        for j in range(o):
+            g[j] = 0
+        for r in range(n):
+            x = X[r, k]
+            if x != 0:
+                d = dY[r]
+                for j in range(o):
+                    g[j] = fma(x, d[j], g[j])
+    for r in range(dX.shape[0]):
+        out, d = dX[r], dY[r]
+        for k in range(i):
+            out[k] = 0
+        for j in range(o):   # column j of W is row j of W.T: strided, independent sums
+            v = d[j]
+            if v != 0:
+                for k in range(i):
+                    out[k] = fma(v, W[k, j], out[k])

@@ -185,6 +185,32 @@ def test_linear_backward(fast, dtype, n, i, o):
     assert_close(dW, expected[0], dtype)
 
 
+def test_linear_backward_of_a_few_rows_has_the_bits_of_a_batch(fast, dtype):
+    """Below FEW_ROWS rows a compiled backend may read W in place (a saliency
+    map, one image) instead of packing it: it must still give a batch's bits.
+    dX is per row, so each row of an 8-row batch's dX equals a 1-row call's;
+    dW of 3 rows equals the batch's dW over those 3 rows padded with zero rows
+    (a zero row adds exact zeros)."""
+    rng = np.random.default_rng(5)
+    n, i, o = 8, 784, 128
+    X = sparse_images(rng, n, i, dtype, zero_rows=[n - 1])
+    W = rng.standard_normal((i, o)).astype(dtype)
+    dY = rng.standard_normal((n, o)).astype(dtype)
+    dW, db, dX = np.empty((i, o), dtype), np.empty(o, dtype), np.empty((n, i), dtype)
+    fast.linear_backward(X, W, dY, dW, db, dX)
+    for r in range(n):
+        dW1, db1, dX1 = np.empty((i, o), dtype), np.empty(o, dtype), np.empty((1, i), dtype)
+        fast.linear_backward(X[r:r + 1], W, dY[r:r + 1], dW1, db1, dX1)
+        np.testing.assert_array_equal(dX1[0], dX[r])
+    padded_X, padded_dY = np.zeros_like(X), np.zeros_like(dY)
+    padded_X[:3], padded_dY[:3] = X[:3], dY[:3]
+    fast.linear_backward(padded_X, W, padded_dY, dW, db, dX)
+    dW3, db3 = np.empty((i, o), dtype), np.empty(o, dtype)
+    fast.linear_backward(X[:3], W, dY[:3], dW3, db3, None)
+    np.testing.assert_array_equal(dW3, dW)
+    np.testing.assert_array_equal(db3, db)
+
+
 # --------------------------------------------------------- optimizer ops
 
 def _params_and_grads(rng, dtype):
