@@ -306,3 +306,14 @@ def load_dataset(directory=None, dtype=np.float32) -> Dataset:
     if directory is None or Path(directory).resolve() == MNIST_DIR:
         return _load_shipped(dt)
     return _load(Path(directory), verify=False).with_dtype(dt)
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The IDX encoding of a uint8 array (the inverse of read_idx): the
+    header 00 00 08 <ndim>, each dimension as a big-endian uint32, then the
+    values row-major. array: (n,) labels or (n, rows, cols) images."""
+    array = np.ascontiguousarray(array)
+    if array.dtype != np.uint8 or array.ndim == 0:
+        raise ValueError(f"IDX here holds uint8 arrays of >= 1 dimension, got {array.dtype} {array.shape}")
+    header = bytes([0, 0, _UINT8_TYPE, array.ndim]) + np.array(array.shape, dtype=">u4").tobytes()
+    return header + array.tobytes()
