@@ -196,3 +196,17 @@ def save(drawings: Drawings, path) -> None:
         raise
     if old is not None and old.parent == path.parent and old.name.startswith(f"{path.name}."):
         shutil.rmtree(old, ignore_errors=True)
+
+
+def save_pictures(image, x, path) -> tuple[Path, Path]:
+    """File > Save drawing: ``image`` (the canvas, a PIL image) as PNG at
+    ``path``, and x: (784,) the network input, white on black as MNIST, as
+    ``<stem>-28x28.png`` beside it. Each written atomically."""
+    from PIL import Image
+
+    path = Path(path)
+    small = path.with_name(f"{path.stem}-28x28.png")
+    for target, picture in ((path, image), (small, Image.fromarray(to_pixels(x), "L"))):
+        with atomic_write(target) as f:
+            picture.save(f, "PNG")
+    return path, small
