@@ -37,11 +37,12 @@ def config_for(model: MLP, epochs: int = 3, seed: int = 0, lr: float = 2e-4) -> 
 
 
 def mixed_data(drawings: Drawings, mnist: Dataset, seed: int = 0,
-               mnist_rows: int = MNIST_ROWS, user_share: float = USER_SHARE) -> Dataset:
+               mnist_rows: int | None = None, user_share: float = USER_SHARE) -> Dataset:
     """Training rows: the user's training drawings repeated to ``user_share``
     of the rows, then ``mnist_rows`` MNIST training images drawn at random
-    (seeded); test rows: MNIST test. The epoch order shuffles them together.
-    X_train: (r * n_user + mnist_rows, 784) in mnist's dtype."""
+    (seeded; default MNIST_ROWS); test rows: MNIST test. The epoch order
+    shuffles them together. X_train: (r * n_user + mnist_rows, 784) in mnist's dtype."""
+    mnist_rows = MNIST_ROWS if mnist_rows is None else mnist_rows
     mine = drawings.dataset(mnist.X_train.dtype)
     if len(mine.X_train) < MIN_DRAWINGS:
         raise FastmlpError("no drawings to fine-tune on yet: correct a few answers first "
