@@ -42,6 +42,8 @@ class AnswerPanel:
     def __init__(self, parent, on_pick=lambda digit: None):
         self.on_pick = on_pick
         self.threshold = None
+        self._marked = None  # the underlined digit
+        self._items = {}  # (canvas item, option) -> value last set: unchanged ones cost no Tk call
         self.frame = ttk.Frame(parent)
         # Fixed row and column sizes: the layout must not jump between a
         # message and a big digit.
@@ -83,7 +85,16 @@ class AnswerPanel:
         if 0 <= digit < 10:
             self.on_pick(digit)
 
-    def show(self, answer: Answer, caption: str = "") -> None:
+    def _item(self, item, **options) -> None:
+        """itemconfigure only what changed (each Tk call is ~0.1 ms, and the
+        bars are redrawn on every answer)."""
+        changed = {k: v for k, v in options.items() if self._items.get((item, k)) != v}
+        if changed:
+            self.bars.itemconfigure(item, **changed)
+            self._items.update({(item, k): v for k, v in changed.items()})
+
+    def show(self, answer: Answer, caption: str = "", saliency=None) -> None:
+        """saliency: None (the preview shows the input) or (grad: (784,), digit)."""
         said = verdict(answer.probs, self.threshold)
         if said.sure:
             self.digit.configure(text=str(said.digit), font=BIG_FONT)
@@ -93,12 +104,15 @@ class AnswerPanel:
             self.confidence.configure(text=f"not sure: best guess {said.digit} "
                                            f"({said.confidence * 100:.1f}%)")
         self.caption.configure(text=caption)
-        self.show_input(answer.x)
+        if saliency is None:
+            self.show_input(answer.x)
+        else:
+            self.show_saliency(answer.x, *saliency)
         for d, percent in enumerate(percentages(answer.probs)):
             top = d * (BAR_HEIGHT + BAR_GAP)
             self.bars.coords(self._bar[d], 20, top, 20 + BAR_LENGTH * percent / 100, top + BAR_HEIGHT)
-            self.bars.itemconfigure(self._bar[d], fill="#d9822b" if d == answer.digit else "#4a7fd4")
-            self.bars.itemconfigure(self._percent[d], text=f"{percent:5.1f}%")
+            self._item(self._bar[d], fill="#d9822b" if d == answer.digit else "#4a7fd4")
+            self._item(self._percent[d], text=f"{percent:5.1f}%")
 
     def show_input(self, x) -> None:
         """The preview shows the network input x: (784,)."""
@@ -115,9 +129,12 @@ class AnswerPanel:
 
     def _mark(self, digit) -> None:
         """Underline the digit whose saliency is shown (None: no saliency)."""
-        for d, item in enumerate(self._label):
-            self.bars.itemconfigure(item, font=("DejaVu Sans", 11, "bold underline" if d == digit
-                                                else "bold"))
+        if digit == self._marked:
+            return
+        for d in {digit, self._marked} - {None}:
+            self.bars.itemconfigure(self._label[d], font=("DejaVu Sans", 11, "bold underline"
+                                                          if d == digit else "bold"))
+        self._marked = digit
 
     def show_message(self, text: str, caption: str = "") -> None:
         self.digit.configure(text=text, font=MESSAGE_FONT)
@@ -129,7 +146,7 @@ class AnswerPanel:
         for d in range(10):
             top = d * (BAR_HEIGHT + BAR_GAP)
             self.bars.coords(self._bar[d], 20, top, 20, top + BAR_HEIGHT)
-            self.bars.itemconfigure(self._percent[d], text="")
+            self._item(self._percent[d], text="")
 
     def bar_texts(self) -> list[str]:
         """The ten percentages as displayed, digit 0 first."""

@@ -50,8 +50,6 @@ from fastmlp.readiness import Preparation
 from fastmlp.train import TrainConfig
 
 PRETRAINED = Path(fastmlp.__file__).resolve().parent / "pretrained" / "fastmlp-mnist.npz"
-DEBOUNCE_MS = 30  # predict this long after the last change: one answer per burst of motion
-MAX_WAIT_MS = 120  # ... but while the pen keeps moving, answer at least this often
 POLL_MS = 50  # how often the Tk thread drains the training queue (and checks readiness)
 REFERENCE = "numpy"  # needs no preparing: what answers while another backend gets ready
 GETTING_READY = " (getting ready…)"  # added to a radio button's label meanwhile
@@ -111,8 +109,7 @@ class DigitApp:
         # What the answer panel is about: None = the drawing, else
         # (x: (784,) input, caption, true label or None) from an image/test digit.
         self._shown = None
-        self._pending = None  # after() id of the debounced prediction
-        self._first_change = 0.0  # time.monotonic() of the first change it waits for
+        self._pending = None  # after_idle() id of the prediction the drawing waits for
         self._test_data = None
         self._rng = np.random.default_rng()
         self.training = TrainingController()
@@ -305,15 +302,13 @@ class DigitApp:
     # ---------------------------------------------------------- prediction
 
     def _drawing_changed(self) -> None:
+        """Answer as soon as Tk is idle: every change queued before then (a
+        burst of motion events) gets one prediction, and no timer delays it,
+        so the answer follows the pen within the refresh's own few ms (the
+        draw->answer latency: bench/gui_latency.py)."""
         self._shown = None
-        now = time.monotonic()
         if self._pending is None:
-            self._first_change = now
-        elif (now - self._first_change) * 1000 < MAX_WAIT_MS:
-            self.root.after_cancel(self._pending)
-        else:
-            return  # waited long enough: let the pending prediction fire
-        self._pending = self.root.after(DEBOUNCE_MS, self.refresh)
+            self._pending = self.root.after_idle(self.refresh)
 
     def refresh(self) -> None:
         """Predict what the panel is about (the drawing, or an image/test digit) now."""
@@ -339,8 +334,7 @@ class DigitApp:
             if label is not None:
                 caption += ": ✓ right" if answer.digit == label else ": ✗ wrong"
         self.answer = answer
-        self.answer_panel.show(answer, caption)
-        self._show_insight(answer)
+        self.answer_panel.show(answer, caption, self._show_insight(answer))
         self.timing_label.configure(
             text=f"last prediction: {answer.seconds * 1e6:,.0f} µs on {self.backend.name}")
 
@@ -349,16 +343,16 @@ class DigitApp:
         self.answer_panel.show_message(message)
         self.inside.clear()
 
-    def _show_insight(self, answer) -> None:
-        """The live panels for the answer just shown: every layer's
-        activations, and with Why? on the saliency of the chosen digit (the
-        answer's, unless a bar was clicked)."""
+    def _show_insight(self, answer):
+        """The live panels for ``answer``: every layer's activations; returns
+        None, or with Why? on (saliency: (784,), digit) for the answer panel,
+        the chosen digit being the answer's unless a bar was clicked."""
         self.trace = insight.trace(self.model, self.backend, answer.x)
         self.inside.show(self.trace)
-        if self.why_var.get():
-            digit = answer.digit if self.saliency_digit is None else self.saliency_digit
-            grad = insight.saliency(self.model, self.backend, self.trace, digit)
-            self.answer_panel.show_saliency(answer.x, grad, digit)
+        if not self.why_var.get():
+            return None
+        digit = answer.digit if self.saliency_digit is None else self.saliency_digit
+        return insight.saliency(self.model, self.backend, self.trace, digit), digit
 
     def pick_saliency_digit(self, digit: int) -> None:
         """A click on digit's bar: show why (or why not) that digit."""

@@ -52,6 +52,7 @@ class InsidePanel:
                                  highlightthickness=0)
         self.outputs.pack(anchor="w")
         self._output_cells = []
+        self._output_fills = ["#282828"] * 10  # what each cell shows
         for d in range(10):
             x = d * (OUTPUT_CELL + 2)
             self._output_cells.append(self.outputs.create_rectangle(
@@ -116,9 +117,7 @@ class InsidePanel:
         self.trace = trace
         for (grid, _, photo, _), values in zip(self._layers, trace.hidden):
             photo.configure(data=ppm(activation_picture(values, grid)), format="ppm")
-        colours = sequential(trace.probs, top=1.0)
-        for item, (r, g, b) in zip(self._output_cells, colours):
-            self.outputs.itemconfigure(item, fill=f"#{r:02x}{g:02x}{b:02x}")
+        self._fill_outputs([f"#{r:02x}{g:02x}{b:02x}" for r, g, b in sequential(trace.probs, top=1.0)])
         self._describe()
 
     def clear(self) -> None:
@@ -126,9 +125,15 @@ class InsidePanel:
         self.trace = None
         for grid, _, photo, _ in self._layers:
             photo.configure(data=ppm(grid.paint(np.zeros((grid.count, 3), np.uint8))), format="ppm")
-        for item in self._output_cells:
-            self.outputs.itemconfigure(item, fill="#282828")
+        self._fill_outputs(["#282828"] * 10)
         self._describe()
+
+    def _fill_outputs(self, fills) -> None:
+        """Recolour the output cells whose colour changed (a Tk call each)."""
+        for k, (item, fill) in enumerate(zip(self._output_cells, fills)):
+            if self._output_fills[k] != fill:
+                self.outputs.itemconfigure(item, fill=fill)
+                self._output_fills[k] = fill
 
     # ---------------------------------------------------------------- units
 

@@ -87,16 +87,18 @@ class Grid:
 
     def paint(self, colours: np.ndarray, background=(40, 40, 40)) -> np.ndarray:
         """colours: (count, cell, cell, 3) or (count, 3) uint8 -> the grid's
-        (height, width, 3) picture, gaps and spare cells in ``background``."""
-        width, height = self.size
-        out = np.empty((height, width, 3), np.uint8)
-        out[:] = background
+        (height, width, 3) picture, gaps and spare cells in ``background``.
+        One array reshape, no loop over cells: this runs on every answer."""
+        c, pitch = self.cell, self.cell + self.gap
         if colours.ndim == 2:  # one colour per cell
-            colours = np.broadcast_to(colours[:, None, None, :], (self.count, self.cell, self.cell, 3))
-        for i in range(self.count):
-            x, y = self.origin(i)
-            out[y:y + self.cell, x:x + self.cell] = colours[i]
-        return out
+            colours = np.broadcast_to(colours[:, None, None, :], (self.count, c, c, 3))
+        cells = np.empty((self.rows * self.columns, pitch, pitch, 3), np.uint8)
+        cells[:] = background
+        cells[:self.count, :c, :c] = colours
+        # (rows, columns, pitch, pitch, 3) -> (rows, pitch, columns, pitch, 3): row-major pixels.
+        out = cells.reshape(self.rows, self.columns, pitch, pitch, 3).transpose(0, 2, 1, 3, 4)
+        width, height = self.size
+        return np.ascontiguousarray(out.reshape(self.rows * pitch, self.columns * pitch, 3)[:height, :width])
 
 
 def columns_for(count: int) -> int:

@@ -3,7 +3,7 @@
 The real Tk app runs on a private Xvfb (1366x768) started once per session.
 Drawing goes through the same Tk events a mouse produces (event_generate of
 <ButtonPress-1>, <B1-Motion>, <ButtonRelease-1> with x/y) and the event loop
-is pumped with root.update(), so the bindings, the debounced prediction and
+is pumped with root.update(), so the bindings, the coalesced prediction and
 the training queue are all exercised for real. Models are small ones trained
 here (1 epoch on 2,000 images), never the shipped pretrained file.
 
@@ -230,7 +230,7 @@ def test_a_fast_stroke_leaves_no_gap_and_a_click_leaves_a_dot(app):
 
 
 @pytest.mark.gui
-def test_prediction_is_debounced_to_one_per_burst_of_motion(app, monkeypatch):
+def test_prediction_is_one_per_burst_of_motion(app, monkeypatch):
     calls = []
     real = app_module.classify_picture
     monkeypatch.setattr(app_module, "classify_picture",
@@ -250,7 +250,7 @@ def test_a_pen_that_keeps_moving_still_gets_answers_while_drawing(app, monkeypat
                         lambda *args, **kw: calls.append(1) or real(*args, **kw))
     widget = app.canvas.widget
     widget.event_generate("<ButtonPress-1>", x=40, y=40)
-    # 40 motion events 10 ms apart (0.4 s), each well within the 30 ms debounce.
+    # 40 motion events 10 ms apart (0.4 s): the pen never rests.
     for k in range(1, 41):
         widget.event_generate("<B1-Motion>", x=40 + 5 * k, y=40 + 5 * k)
         app.root.update()
