@@ -61,7 +61,7 @@ SIDE_WIDTH = 500  # px, the right-hand column (the weight tiles are 478 px wide)
 MODEL_TYPES = [("fastmlp checkpoints", "*.npz"), ("All files", "*")]
 PNG_TYPES = [("PNG images", "*.png"), ("All files", "*")]
 TILES_EVERY_S = 0.4  # while training, redraw the weight tiles this often (~9 ms each)
-NO_CANDIDATE = "new model: none (training or fine-tuning offers one here)"
+NO_CANDIDATE = "new model: none yet (training or fine-tuning offers one here)"
 
 
 @dataclass(frozen=True)
@@ -220,8 +220,9 @@ class DigitApp:
         self.discard_button = ttk.Button(row, text="Discard", command=self.discard_candidate,
                                          state="disabled")
         self.discard_button.pack(side="right", padx=4)
-        self.candidate_label = tk.Label(row, text=NO_CANDIDATE, wraplength=SIDE_WIDTH - 220,
-                                        justify="left", anchor="w")
+        # Two lines reserved: offering a model must not resize the window.
+        self.candidate_label = tk.Label(row, text=NO_CANDIDATE, wraplength=SIDE_WIDTH - 200,
+                                        justify="left", anchor="w", height=2)
         self.candidate_label.pack(side="left", fill="x")
 
         self.tabs = ttk.Notebook(frame)
@@ -711,9 +712,9 @@ class DigitApp:
         after = finetune.scores(state.model, self.backend, job.mnist, job.drawings)
         self.teach.show_scores("after", after)
         mine = ("" if after.drawings is None else
-                f", your drawings {job.before.drawings * 100:.0f}% → {after.drawings * 100:.0f}%")
-        return (f"fine-tuned on {len(job.drawings.train_labels)} drawings: MNIST test "
-                f"{job.before.mnist_test * 100:.2f}% → {after.mnist_test * 100:.2f}%{mine}")
+                f", yours {job.before.drawings * 100:.0f} → {after.drawings * 100:.0f}%")
+        return (f"fine-tuned on {len(job.drawings.train_labels)} drawings: MNIST "
+                f"{job.before.mnist_test * 100:.2f} → {after.mnist_test * 100:.2f}%{mine}")
 
     # ------------------------------------------------ choosing a new model
 

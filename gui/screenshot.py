@@ -4,7 +4,9 @@
         [--tab train|inside|teach] [--why] [--unit N] [--dark]
 
 --tab shows that tab of the right-hand column, --why the saliency overlay,
---unit hovers (pins) that first-layer unit, --dark the dark mode.
+--unit hovers (pins) that first-layer unit, --dark the dark mode. With
+--tab teach the drawn digit is saved five times (to a temporary data set,
+never the user's) and the model fine-tuned on it, to fill the table.
 
 Uses $DISPLAY if set, else starts its own Xvfb (1366x768). The digit is drawn
 through the same Tk events a mouse produces (press, motions, release), so the
@@ -15,6 +17,7 @@ grabber (ImageGrab.grab(xdisplay=...), Pillow built with XCB).
 import argparse
 import os
 import sys
+import tempfile
 import time
 import tkinter as tk
 from contextlib import nullcontext
@@ -72,7 +75,8 @@ def screenshot(out: str, model=None, digit: str = "7", train_epochs: int = 0, ta
                why: bool = False, unit=None, mode: str = "light") -> None:
     root = tk.Tk()
     root.geometry("+0+0")
-    app = DigitApp(root, model_path=model, mode=mode)
+    home = tempfile.TemporaryDirectory()
+    app = DigitApp(root, model_path=model, mode=mode, drawings_path=f"{home.name}/drawings")
     app.tabs.select(TABS.index(tab))
     app.why_var.set(why)
     pump(root, 0.3)
@@ -88,12 +92,21 @@ def screenshot(out: str, model=None, digit: str = "7", train_epochs: int = 0, ta
     pump(root, 0.5)
     if unit is not None:
         app.inside.pin(unit)
-    app.set_status(f"drew a {digit}: the network says {app.answer.digit if app.answer else '-'}")
+    if tab == "teach":
+        for _ in range(5):
+            app.correct(int(digit))
+        app.start_finetune()
+        while app.training.running:
+            pump(root, 0.1)
+        pump(root, 0.3)
+    if tab != "teach":
+        app.set_status(f"drew a {digit}: the network says {app.answer.digit if app.answer else '-'}")
     pump(root, 0.2)
     image = ImageGrab.grab(bbox=window_box(root), xdisplay=os.environ["DISPLAY"])
     image.save(out)
     print(f"{out}: {image.width}x{image.height}, answer {app.answer.digit if app.answer else None}")
     app.close()
+    home.cleanup()
 
 
 def main(argv=None) -> int:

@@ -992,11 +992,15 @@ def test_finetuning_shows_before_after_and_the_user_keeps_or_discards(app, monke
         app.correct(7)
     old = app.model
     old_W = old.W[0].copy()
+    from fastmlp.gui.screenshot import window_box
+    size = window_box(app.root)
     finetune_and_wait(app)
+    app.root.update()
+    assert window_box(app.root) == size  # offering a model does not resize the window
     cells = {key: cell.cget("text") for key, cell in app.teach.cells.items()}
     assert all(text.endswith("%") or " of " in text for text in cells.values()), cells
     assert cells["drawings", "after"].endswith(" of 1")
-    assert "fine-tuned on 5 drawings: MNIST test" in app.candidate_label.cget("text")
+    assert "fine-tuned on 5 drawings: MNIST" in app.candidate_label.cget("text")
     assert app.model is old  # offered, not installed
     np.testing.assert_array_equal(old.W[0], old_W)  # and the model in use untouched
 
