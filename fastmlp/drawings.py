@@ -91,7 +91,8 @@ class Drawings:
                 "test_images": self.test_images, "test_labels": self.test_labels}
 
     def dataset(self, dtype=np.float32) -> Dataset:
-        """As a Dataset (X: (n, 784) pixel / 255), like fastmlp.data.load_dataset."""
+        """As a Dataset (X: (n, 784) pixel / 255), like fastmlp.data.load_dataset;
+        its checksum is empty: it is only scored, never recorded in a checkpoint."""
         def pixels(images):
             return (images.reshape(len(images), N_INPUTS) / np.float32(255)).astype(dtype)
         return Dataset(pixels(self.train_images), self.train_labels.astype(np.int64),

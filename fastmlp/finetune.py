@@ -10,6 +10,7 @@ default recipe), so the repeats are not copies. No Tk here; the GUI runs
 this through fastmlp.gui.training in a background thread.
 """
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,7 +53,17 @@ def mixed_data(drawings: Drawings, mnist: Dataset, seed: int = 0,
     X = np.concatenate([np.tile(mine.X_train, (repeats, 1)), mnist.X_train[rows]])
     y = np.concatenate([np.tile(mine.y_train, repeats), mnist.y_train[rows]])
     return Dataset(X, y, mnist.X_test, mnist.y_test, source="your drawings + MNIST",
-                   checksum=mnist.checksum)
+                   checksum=content_checksum(X, y, mnist.checksum))
+
+
+def content_checksum(X, y, *parts: str) -> str:
+    """SHA-256 of the training rows (and any further identifying strings):
+    checkpoints record it to tie a model to its data, like Dataset.checksum."""
+    digest = hashlib.sha256(np.ascontiguousarray(X).tobytes())
+    digest.update(np.ascontiguousarray(y).tobytes())
+    for part in parts:
+        digest.update(part.encode("ascii"))
+    return digest.hexdigest()
 
 
 def start_state(model: MLP, config: TrainConfig) -> TrainState:

@@ -129,6 +129,19 @@ class DigitApp:
         self.why_var = tk.BooleanVar(value=False)
         self.dark_var = tk.BooleanVar(value=mode == "dark")
 
+        self._build_window()
+        theme.scale_fonts(root, theme.screen_scale(root))
+        self.set_mode(mode)
+        self._load_initial_model(model_path)
+        self._show_drawings()
+        if backend != REFERENCE:
+            self.select_backend(backend)
+        self.refresh()
+
+    # ------------------------------------------------------------ widgets
+
+    def _build_window(self):
+        root = self.root
         self._build_menu()
         body = tk.Frame(root, padx=10, pady=8)
         body.pack(side="top", fill="both", expand=True)
@@ -140,22 +153,11 @@ class DigitApp:
         self.status = tk.Label(root, textvariable=self.status_var, anchor="w", relief="sunken",
                                padx=6)
         self.status.pack(side="bottom", fill="x")
-
         for sequence, action in (("<Escape>", self.clear), ("<Control-z>", self.undo),
                                  ("<Control-o>", self.ask_open_model),
                                  ("<Control-s>", self.ask_save_model),
                                  ("<Control-i>", self.ask_open_image), ("<Control-q>", self.close)):
             root.bind(sequence, lambda event, action=action: action())
-
-        theme.scale_fonts(root, theme.screen_scale(root))
-        self.set_mode(mode)
-        self._load_initial_model(model_path)
-        self._show_drawings()
-        if backend != REFERENCE:
-            self.select_backend(backend)
-        self.refresh()
-
-    # ------------------------------------------------------------ widgets
 
     def _build_menu(self):
         menubar = tk.Menu(self.root)
