@@ -109,11 +109,12 @@ def summary(seconds):
             "max": float(ms.max())}
 
 
-def measure(backend, digits, train=False):
-    """One condition: a fresh app, every live panel on, ``digits`` digits drawn."""
+def measure(backend, digits, train=False, model=None):
+    """One condition: a fresh app (``model``: default the shipped one), every
+    live panel on, ``digits`` digits drawn."""
     gc.collect()
     root = tk.Tk()
-    app = app_module.DigitApp(root, backend=backend)
+    app = app_module.DigitApp(root, model_path=model, backend=backend)
     app.tabs.select(1)  # Inside the network
     app.why_var.set(True)
     deadline = time.monotonic() + 120

@@ -13,6 +13,7 @@ missing Xvfb is a failure, because CI must run them.
 
 import gc
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -1048,3 +1049,17 @@ def test_dark_mode_recolours_the_window_but_not_the_paper(app):
     app.set_mode("light")
     assert app.model_label.cget("background") == theme.PALETTE["light"]["background"]
     draw_and_wait(app, SEVEN)
+
+
+@pytest.mark.gui
+def test_latency_bench_drives_the_app_at_tiny_size(display, small_model):
+    gc.collect()  # the previous test's app: see the app fixture
+    spec = importlib.util.spec_from_file_location("gui_latency", REPO / "bench" / "gui_latency.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.measure("numpy", digits=1, model=small_model)
+    assert result["work"]["n"] >= 5 and result["latency"]["n"] == result["work"]["n"]
+    assert 0 < result["work"]["median"] <= result["latency"]["median"] + 1e-9
+    table = bench.markdown([{"backend": "numpy", "condition": "idle", **result}])
+    assert table.count("\n") == 2 and "| numpy | idle |" in table
+    assert json.loads(json.dumps(result)) == result  # what --json writes
