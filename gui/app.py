@@ -758,6 +758,10 @@ class DigitApp:
         if self.answer is None:
             self.show_error("nothing to save: draw a digit first")
             return False
+        if self._shown is not None and self._shown[2] is not None:
+            # Fine-tuning reports MNIST test accuracy: none of it may be trained on.
+            self.show_error("an MNIST test image is not your handwriting: draw the digit instead")
+            return False
         try:
             saved = drawings.add(self.answer.x, digit, self.drawings_path)
         except FastmlpError as exc:  # a corrupt or newer set: reported, never overwritten

@@ -940,7 +940,7 @@ def test_below_the_threshold_the_answer_says_not_sure(app):
 
 
 @pytest.mark.gui
-def test_correcting_saves_the_drawing_to_the_personal_set(app, data_home):
+def test_correcting_saves_the_drawing_to_the_personal_set(app, data_home, errors):
     from fastmlp import drawings
 
     app.tabs.select(2)
@@ -955,6 +955,11 @@ def test_correcting_saves_the_drawing_to_the_personal_set(app, data_home):
     np.testing.assert_array_equal(saved.test_images[0], drawings.to_pixels(x))
     assert "your drawings: 5 (1 held out)" in app.teach.count_label.cget("text")
     assert "saved drawing #5 as a 1 (held out for testing)" in app.status_var.get()
+    # An MNIST test image is refused: the before/after table is scored on MNIST test.
+    app.show_test_digit(0)
+    assert not app.correct(3)
+    assert "not your handwriting" in errors[-1]
+    assert drawings.load(data_home / "drawings").count == 5
 
 
 @pytest.mark.gui
