@@ -256,6 +256,9 @@ def _load(directory: Path, verify: bool) -> Dataset:
 
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.shape[0] == 0:  # e.g. a personal drawing set with nothing held out yet
+            raise FastmlpError(f"{paths[f'{split}_images']} holds no images; training and "
+                               "testing need at least one each")
         if images.shape[0] != labels.shape[0]:
             raise FastmlpError(
                 f"{paths[f'{split}_images']} has {images.shape[0]} images but "

@@ -59,6 +59,16 @@ def test_added_drawings_are_saved_split_and_reloaded_exactly(tmp_path):
     assert sorted(p.name.startswith("drawings.") for p in tmp_path.iterdir()) == [False, True]
 
 
+def test_fastmlp_train_on_a_set_with_nothing_held_out_yet_is_one_line(tmp_path, capsys):
+    path = tmp_path / "drawings"
+    for i in range(3):  # the first held-out drawing is number 5
+        drawings.add(_x(i), i, path)
+    code = main(["train", "--data", str(path), "--epochs", "1", "--out", str(tmp_path / "m.npz")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0
+    assert "t10k-images-idx3-ubyte holds no images" in err
+
+
 def test_fastmlp_train_reads_the_saved_set(tmp_path, capsys):
     path = tmp_path / "drawings"
     for i in range(10):
