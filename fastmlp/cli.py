@@ -392,6 +392,7 @@ def _run_evaluate(args) -> int:
 
 def _run_predict(args) -> int:
     from fastmlp import checkpoint
+    from fastmlp.confidence import verdict
     from fastmlp.kernels import get_backend
     from fastmlp.preprocess import load_and_normalize
 
@@ -410,12 +411,12 @@ def _run_predict(args) -> int:
             failed += 1
             continue
         probs = model.predict_proba(x[None, :], backend)[0]
-        digit = int(probs.argmax())
+        answer = verdict(probs)  # "not sure" below the calibrated threshold
         if args.json:
-            print(json.dumps({"path": path, "digit": digit,
+            print(json.dumps({"path": path, "digit": answer.digit, "sure": answer.sure,
                               "probabilities": [float(p) for p in probs]}))
         else:
-            print(f"{path}: {digit} ({probs[digit] * 100:.1f}%)")
+            print(f"{path}: {answer.text()}")
     return EXIT_ERROR if failed else 0
 
 

@@ -256,6 +256,9 @@ def _load(directory: Path, verify: bool) -> Dataset:
 
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.shape[0] == 0:  # e.g. a personal drawing set with nothing held out yet
+            raise FastmlpError(f"{paths[f'{split}_images']} holds no images; training and "
+                               "testing need at least one each")
         if images.shape[0] != labels.shape[0]:
             raise FastmlpError(
                 f"{paths[f'{split}_images']} has {images.shape[0]} images but "
@@ -306,3 +309,14 @@ def load_dataset(directory=None, dtype=np.float32) -> Dataset:
     if directory is None or Path(directory).resolve() == MNIST_DIR:
         return _load_shipped(dt)
     return _load(Path(directory), verify=False).with_dtype(dt)
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The IDX encoding of a uint8 array (the inverse of read_idx): the
+    header 00 00 08 <ndim>, each dimension as a big-endian uint32, then the
+    values row-major. array: (n,) labels or (n, rows, cols) images."""
+    array = np.ascontiguousarray(array)
+    if array.dtype != np.uint8 or array.ndim == 0:
+        raise ValueError(f"IDX here holds uint8 arrays of >= 1 dimension, got {array.dtype} {array.shape}")
+    header = bytes([0, 0, _UINT8_TYPE, array.ndim]) + np.array(array.shape, dtype=">u4").tobytes()
+    return header + array.tobytes()

@@ -2,7 +2,7 @@
 
 ``fastmlp gui`` and ``python -m fastmlp.gui`` both end in :func:`run`. This
 module imports no Tk itself, so the Tk-free helpers (fastmlp.gui.inference,
-fastmlp.gui.training) work on a Python built without Tkinter.
+fastmlp.gui.pictures, fastmlp.gui.training) work on a Python built without Tkinter.
 """
 
 import argparse

@@ -1,19 +1,26 @@
-"""The answer panel: the predicted digit, its confidence, one bar per digit and
-the 28x28 input the network actually saw."""
+"""The answer panel: the predicted digit (or "not sure"), its confidence, one
+bar per digit and the 28x28 input the network actually saw, or, with "Why?"
+on, the saliency of a digit over it. Clicking a bar picks the digit whose
+saliency is shown ("what would make this a 4?")."""
 
 import base64
 import io
 import tkinter as tk
+from tkinter import ttk
 
 import numpy as np
 from PIL import Image
 
+from fastmlp.confidence import verdict
 from fastmlp.gui.inference import Answer, percentages
+from fastmlp.gui.pictures import ppm, saliency_picture
 
 PREVIEW = 140  # px; 5x the 28x28 input, NEAREST so each input pixel stays a crisp square
 BAR_LENGTH, BAR_HEIGHT, BAR_GAP = 170, 14, 5
 BIG_FONT = ("DejaVu Sans", 64, "bold")
 MESSAGE_FONT = ("DejaVu Sans", 16)
+NOT_SURE = "?"  # the big label when the network is not sure; the line below says so
+INPUT_CAPTION = "what the network sees (28×28 input)"
 
 
 def preview_png(x, size: int = PREVIEW) -> bytes:
@@ -28,61 +35,118 @@ def preview_png(x, size: int = PREVIEW) -> bytes:
 
 class AnswerPanel:
     """A frame; ``show(answer)`` displays a prediction, ``show_message(text)``
-    replaces it with a message (e.g. "draw a digit")."""
+    replaces it with a message (e.g. "draw a digit"). ``on_pick(digit)`` is
+    called when the user clicks digit's bar. ``threshold``: below it the
+    answer is "not sure" (default: fastmlp.confidence's calibrated one)."""
 
-    def __init__(self, parent):
-        self.frame = tk.Frame(parent)
+    def __init__(self, parent, on_pick=lambda digit: None):
+        self.on_pick = on_pick
+        self.threshold = None
+        self._marked = None  # the underlined digit
+        self._items = {}  # (canvas item, option) -> value last set: unchanged ones cost no Tk call
+        self.frame = ttk.Frame(parent)
         # Fixed row and column sizes: the layout must not jump between a
         # message and a big digit.
         self.frame.grid_rowconfigure(0, minsize=110)
         self.frame.grid_columnconfigure(0, minsize=300)
-        self.digit = tk.Label(self.frame, font=MESSAGE_FONT, wraplength=290, justify="center")
+        self.digit = ttk.Label(self.frame, font=MESSAGE_FONT, wraplength=290, justify="center")
         self.digit.grid(row=0, column=0)
-        self.confidence = tk.Label(self.frame, font=("DejaVu Sans", 12))
+        self.confidence = ttk.Label(self.frame, font=("DejaVu Sans", 12))
         self.confidence.grid(row=1, column=0)
         # Two lines reserved, so a caption never pushes the preview down.
-        self.caption = tk.Label(self.frame, wraplength=280, justify="center", fg="#444", height=2)
+        self.caption = tk.Label(self.frame, wraplength=280, justify="center", height=2)
         self.caption.grid(row=2, column=0, pady=(0, 6))
 
         self.preview = tk.PhotoImage(master=self.frame, width=PREVIEW, height=PREVIEW)
         self.preview.put("black", to=(0, 0, PREVIEW, PREVIEW))
         tk.Label(self.frame, image=self.preview, borderwidth=1, relief="solid").grid(row=3, column=0)
-        tk.Label(self.frame, text="what the network sees (28×28 input)", fg="#444").grid(
-            row=4, column=0, pady=(2, 8))
+        self.preview_caption = ttk.Label(self.frame, text=INPUT_CAPTION, style="Dim.TLabel",
+                                         wraplength=290, justify="center")
+        self.preview_caption.grid(row=4, column=0, pady=(2, 8))
 
         height = 10 * (BAR_HEIGHT + BAR_GAP)
-        self.bars = tk.Canvas(self.frame, width=BAR_LENGTH + 90, height=height, highlightthickness=0)
+        self.bars = tk.Canvas(self.frame, width=BAR_LENGTH + 90, height=height, highlightthickness=0,
+                              cursor="hand2")
         self.bars.grid(row=5, column=0)
-        self._bar, self._percent = [], []
+        self.bars.bind("<ButtonPress-1>", self._click)
+        self._bar, self._percent, self._label = [], [], []
         for d in range(10):
             top = d * (BAR_HEIGHT + BAR_GAP)
-            self.bars.create_text(8, top + BAR_HEIGHT / 2, text=str(d), font=("DejaVu Sans", 11, "bold"))
+            self._label.append(self.bars.create_text(8, top + BAR_HEIGHT / 2, text=str(d),
+                                                     font=("DejaVu Sans", 11, "bold")))
             self.bars.create_rectangle(20, top, 20 + BAR_LENGTH, top + BAR_HEIGHT, outline="#bbb")
             self._bar.append(self.bars.create_rectangle(20, top, 20, top + BAR_HEIGHT, outline="",
                                                         fill="#4a7fd4"))
             self._percent.append(self.bars.create_text(BAR_LENGTH + 86, top + BAR_HEIGHT / 2,
                                                        anchor="e", font=("DejaVu Sans Mono", 10)))
 
-    def show(self, answer: Answer, caption: str = "") -> None:
-        self.digit.configure(text=str(answer.digit), font=BIG_FONT)
-        self.confidence.configure(text=f"{answer.confidence * 100:.1f}% sure")
+    def _click(self, event) -> None:
+        digit = int(event.y // (BAR_HEIGHT + BAR_GAP))
+        if 0 <= digit < 10:
+            self.on_pick(digit)
+
+    def _item(self, item, **options) -> None:
+        """itemconfigure only what changed (each Tk call is ~0.1 ms, and the
+        bars are redrawn on every answer)."""
+        changed = {k: v for k, v in options.items() if self._items.get((item, k)) != v}
+        if changed:
+            self.bars.itemconfigure(item, **changed)
+            self._items.update({(item, k): v for k, v in changed.items()})
+
+    def show(self, answer: Answer, caption: str = "", saliency=None) -> None:
+        """saliency: None (the preview shows the input) or (grad: (784,), digit)."""
+        said = verdict(answer.probs, self.threshold)
+        if said.sure:
+            self.digit.configure(text=str(said.digit), font=BIG_FONT)
+            self.confidence.configure(text=f"{said.confidence * 100:.1f}% sure")
+        else:
+            self.digit.configure(text=NOT_SURE, font=BIG_FONT)
+            self.confidence.configure(text=f"not sure: best guess {said.digit} "
+                                           f"({said.confidence * 100:.1f}%)")
         self.caption.configure(text=caption)
-        self.preview.configure(data=base64.b64encode(preview_png(answer.x)), format="png")
+        if saliency is None:
+            self.show_input(answer.x)
+        else:
+            self.show_saliency(answer.x, *saliency)
         for d, percent in enumerate(percentages(answer.probs)):
             top = d * (BAR_HEIGHT + BAR_GAP)
             self.bars.coords(self._bar[d], 20, top, 20 + BAR_LENGTH * percent / 100, top + BAR_HEIGHT)
-            self.bars.itemconfigure(self._bar[d], fill="#d9822b" if d == answer.digit else "#4a7fd4")
-            self.bars.itemconfigure(self._percent[d], text=f"{percent:5.1f}%")
+            self._item(self._bar[d], fill="#d9822b" if d == answer.digit else "#4a7fd4")
+            self._item(self._percent[d], text=f"{percent:5.1f}%")
+
+    def show_input(self, x) -> None:
+        """The preview shows the network input x: (784,)."""
+        self.preview.configure(data=base64.b64encode(preview_png(x)), format="png")
+        self.preview_caption.configure(text=INPUT_CAPTION)
+        self._mark(None)
+
+    def show_saliency(self, x, grad, digit: int) -> None:
+        """The preview shows grad: (784,), d logit[digit] / d x, over the input x."""
+        self.preview.configure(data=ppm(saliency_picture(x, grad, PREVIEW)), format="ppm")
+        self.preview_caption.configure(
+            text=f"why {digit}: red = ink there raises its score, blue = lowers it (click a bar)")
+        self._mark(digit)
+
+    def _mark(self, digit) -> None:
+        """Underline the digit whose saliency is shown (None: no saliency)."""
+        if digit == self._marked:
+            return
+        for d in {digit, self._marked} - {None}:
+            self.bars.itemconfigure(self._label[d], font=("DejaVu Sans", 11, "bold underline"
+                                                          if d == digit else "bold"))
+        self._marked = digit
 
     def show_message(self, text: str, caption: str = "") -> None:
         self.digit.configure(text=text, font=MESSAGE_FONT)
         self.confidence.configure(text="")
         self.caption.configure(text=caption)
         self.preview.put("black", to=(0, 0, PREVIEW, PREVIEW))
+        self.preview_caption.configure(text=INPUT_CAPTION)
+        self._mark(None)
         for d in range(10):
             top = d * (BAR_HEIGHT + BAR_GAP)
             self.bars.coords(self._bar[d], 20, top, 20, top + BAR_HEIGHT)
-            self.bars.itemconfigure(self._percent[d], text="")
+            self._item(self._percent[d], text="")
 
     def bar_texts(self) -> list[str]:
         """The ten percentages as displayed, digit 0 first."""

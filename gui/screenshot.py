@@ -1,6 +1,12 @@
 """Screenshot of the app with a digit drawn in it, for the docs.
 
     python gui/screenshot.py OUT.png [--model PATH] [--digit 3|7] [--train EPOCHS]
+        [--tab train|inside|teach] [--why] [--unit N] [--dark]
+
+--tab shows that tab of the right-hand column, --why the saliency overlay,
+--unit hovers (pins) that first-layer unit, --dark the dark mode. With
+--tab teach the drawn digit is saved five times (to a temporary data set,
+never the user's) and the model fine-tuned on it, to fill the table.
 
 Uses $DISPLAY if set, else starts its own Xvfb (1366x768). The digit is drawn
 through the same Tk events a mouse produces (press, motions, release), so the
@@ -11,6 +17,7 @@ grabber (ImageGrab.grab(xdisplay=...), Pillow built with XCB).
 import argparse
 import os
 import sys
+import tempfile
 import time
 import tkinter as tk
 from contextlib import nullcontext
@@ -61,10 +68,17 @@ def window_box(root: tk.Tk) -> tuple[int, int, int, int]:
     return left, top, root.winfo_rootx() + root.winfo_width(), root.winfo_rooty() + root.winfo_height()
 
 
-def screenshot(out: str, model=None, digit: str = "7", train_epochs: int = 0) -> None:
+TABS = ("train", "inside", "teach")
+
+
+def screenshot(out: str, model=None, digit: str = "7", train_epochs: int = 0, tab: str = "train",
+               why: bool = False, unit=None, mode: str = "light") -> None:
     root = tk.Tk()
     root.geometry("+0+0")
-    app = DigitApp(root, model_path=model)
+    home = tempfile.TemporaryDirectory()
+    app = DigitApp(root, model_path=model, mode=mode, drawings_path=f"{home.name}/drawings")
+    app.tabs.select(TABS.index(tab))
+    app.why_var.set(why)
     pump(root, 0.3)
     if train_epochs:
         # Fill the training curve: a short run on 20,000 images (its model then answers).
@@ -76,12 +90,23 @@ def screenshot(out: str, model=None, digit: str = "7", train_epochs: int = 0) ->
         pump(root, 0.3)
     draw(app, DIGITS[digit])
     pump(root, 0.5)
-    app.set_status(f"drew a {digit}: the network says {app.answer.digit if app.answer else '-'}")
+    if unit is not None:
+        app.inside.pin(unit)
+    if tab == "teach":
+        for _ in range(5):
+            app.correct(int(digit))
+        app.start_finetune()
+        while app.training.running:
+            pump(root, 0.1)
+        pump(root, 0.3)
+    if tab != "teach":
+        app.set_status(f"drew a {digit}: the network says {app.answer.digit if app.answer else '-'}")
     pump(root, 0.2)
     image = ImageGrab.grab(bbox=window_box(root), xdisplay=os.environ["DISPLAY"])
     image.save(out)
     print(f"{out}: {image.width}x{image.height}, answer {app.answer.digit if app.answer else None}")
     app.close()
+    home.cleanup()
 
 
 def main(argv=None) -> int:
@@ -91,10 +116,15 @@ def main(argv=None) -> int:
     parser.add_argument("--digit", choices=sorted(DIGITS), default="7")
     parser.add_argument("--train", type=int, default=0, metavar="EPOCHS",
                         help="train this many epochs first, to show the curve")
+    parser.add_argument("--tab", choices=TABS, default="train")
+    parser.add_argument("--why", action="store_true", help="show the saliency overlay")
+    parser.add_argument("--unit", type=int, help="pin this first-layer unit (Inside tab)")
+    parser.add_argument("--dark", action="store_true", help="dark mode")
     args = parser.parse_args(argv)
     display = nullcontext() if os.environ.get("DISPLAY") else xvfb.display()
     with display:
-        screenshot(args.out, args.model, args.digit, args.train)
+        screenshot(args.out, args.model, args.digit, args.train, args.tab, args.why, args.unit,
+                   "dark" if args.dark else "light")
     return 0
 
 

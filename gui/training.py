@@ -71,19 +71,26 @@ class TrainingController:
         self._events: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # The weights being trained, for a live view (the first layer's
+        # tiles): the training thread writes them between reads, so a view
+        # may mix two consecutive batches, which no eye can tell apart.
+        self.live_model = None
 
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, config: TrainConfig, backend, data=None) -> None:
-        """Train a fresh model with ``config`` on ``data`` (default: the shipped
-        MNIST, loaded in the thread). Raises FastmlpError if one is running."""
+    def start(self, config: TrainConfig, backend, data=None, state: TrainState | None = None) -> None:
+        """Train ``state`` (default: a fresh model) with ``config`` on ``data``
+        (default: the shipped MNIST, loaded in the thread). Raises
+        FastmlpError if one is running."""
         if self.running:
             raise FastmlpError("a training run is already in progress")
         self._stop.clear()
         self._events = queue.Queue()  # nothing left over from an earlier run
-        self._thread = threading.Thread(target=self._train, args=(config, backend, data, self._events),
+        self.live_model = None
+        self._thread = threading.Thread(target=self._train,
+                                        args=(config, backend, data, state, self._events),
                                         name="fastmlp-training", daemon=True)
         self._thread.start()
 
@@ -106,13 +113,14 @@ class TrainingController:
 
     # ------------------------------------------------------ training thread
 
-    def _train(self, config, backend, data, events: queue.Queue) -> None:
+    def _train(self, config, backend, data, state, events: queue.Queue) -> None:
         try:
             prepare(backend, config.dtype, config.augment != "none")
             events.put(Stage("loading data…"))
             data = data if data is not None else load_dataset(dtype=config.dtype)
             n = len(training_rows(data, config)[0])
-            state = TrainState.fresh(config)
+            state = state if state is not None else TrainState.fresh(config)
+            self.live_model = state.model
 
             def on_chunk(state, rows_done, loss):
                 events.put(Progress(state.epoch + rows_done / n, loss))

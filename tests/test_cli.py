@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from fastmlp import checkpoint
+from fastmlp import confidence as confidence_module
 from fastmlp.cli import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -196,19 +197,35 @@ def test_predict_json(trained, good_image, tmp_path):
     assert len(lines) == 2
     for line, path in zip(lines, (good_image, seven)):
         result = json.loads(line)
-        assert set(result) == {"path", "digit", "probabilities"}
+        assert set(result) == {"path", "digit", "sure", "probabilities"}
         assert result["path"] == str(path)
         assert isinstance(result["digit"], int) and 0 <= result["digit"] <= 9
         probs = result["probabilities"]
         assert len(probs) == 10 and all(isinstance(p, float) and p >= 0 for p in probs)
         assert sum(probs) == pytest.approx(1.0, abs=1e-5)
         assert result["digit"] == int(np.argmax(probs))
+        assert result["sure"] == (max(probs) >= confidence_module.NOT_SURE_BELOW)
 
 
 def test_predict_text(trained, good_image):
     code, out, err = run("predict", trained["m.npz"], good_image)
     assert code == 0, err
     assert out.startswith(f"{good_image}: ")
+
+
+def test_predict_says_not_sure_below_the_shared_threshold(trained, good_image, monkeypatch):
+    # The same image, the threshold just above and just below its confidence.
+    code, out, _ = run("predict", trained["m.npz"], good_image, "--json")
+    result = json.loads(out)
+    confidence = max(result["probabilities"])
+    digit = result["digit"]
+    monkeypatch.setattr(confidence_module, "NOT_SURE_BELOW", np.nextafter(confidence, 2.0))
+    code, out, err = run("predict", trained["m.npz"], good_image)
+    assert code == 0, err
+    assert out.strip() == f"{good_image}: not sure (best guess {digit}, {confidence * 100:.1f}%)"
+    monkeypatch.setattr(confidence_module, "NOT_SURE_BELOW", confidence)
+    code, out, err = run("predict", trained["m.npz"], good_image)
+    assert out.strip() == f"{good_image}: {digit} ({confidence * 100:.1f}%)"
 
 
 def test_predict_one_good_one_blank(trained, good_image, tmp_path):

@@ -1,0 +1,54 @@
+"""The app's benchmark scripts bench/finetune_drawings.py and
+bench/calibrate_confidence.py run at a tiny size, so they cannot rot (the
+display-bound bench/gui_latency.py: tests/test_gui.py). The figures they
+print are not checked here; their parts are."""
+
+import importlib.util
+import io
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastmlp import checkpoint, drawings
+from fastmlp.data import load_dataset
+from fastmlp.kernels import get_backend
+from fastmlp.train import TrainConfig, TrainState, run
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def bench_module(name):
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_stand_in_writer_draws_every_digit_in_the_apps_format():
+    bench = bench_module("finetune_drawings")
+    mine = bench.make_drawings(per_digit=1, seed=0)
+    assert mine.count == 10 and mine.test_labels.tolist() == [4, 9]
+    assert sorted(mine.train_labels.tolist() + mine.test_labels.tolist()) == list(range(10))
+    for image in np.concatenate([mine.train_images, mine.test_images]):
+        assert image.max() > 200 and (image == 0).mean() > 0.5  # ink on black, MNIST polarity
+    mirrored = bench.make_drawings(per_digit=1, seed=0, mirror=True)
+    assert not np.array_equal(mirrored.train_images[2], mine.train_images[2])
+
+
+def test_calibration_script_chooses_on_validation_and_refuses_other_models(tmp_path):
+    bench = bench_module("calibrate_confidence")
+    config = TrainConfig(epochs=1, limit=60000, validation=5000, hidden=(16,))
+    data = load_dataset()
+    state = TrainState.fresh(config)
+    run(config, data, get_backend("numpy"), state)
+    path = tmp_path / "val.npz"
+    checkpoint.save(path, checkpoint.Checkpoint(state.model, None, {"config": config.to_dict()}))
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        assert bench.main([str(path), "--shipped", str(path)]) == 0
+        assert bench.main([str(path), "--validation", "1000"]) == 2
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("threshold = ") and len([l for l in lines if l.startswith("| ")]) == 4
+    assert "need validation=1000" in err.getvalue()
