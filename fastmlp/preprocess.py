@@ -266,28 +266,64 @@ def _composite_alpha(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 # --split validation, 400 digits): a window of 0.25 reads 76% of them, 0.4
 # 71%, 0.6 65%; but below 0.4 a bold digit that fills its picture (MNIST's
 # own) leaks into the paper estimate and loses ink (the round-trip test):
-# 0.4 keeps clean pictures as they were.
+# 0.4 keeps clean pictures as they were. A second closing then uses 3 stroke
+# widths (measured on the ink above half its peak): 71% -> 76% on the same
+# validation photos, clean pictures unchanged.
 PAPER_SIDE = 64
 PAPER_WINDOW = 0.4
+# Paper whose level varies less than this over the picture is one level.
+EVEN_PAPER = 1.0 / 255
+STROKE_WINDOWS = 3.0
+STROKE_CUT = 0.5
 
 
-def _extreme_filter(a: np.ndarray, k: int, reduce) -> np.ndarray:
-    """reduce (np.max or np.min) over the k x k window around each pixel
-    (edges repeat), as two 1-D passes: a square window is separable."""
-    pad = k // 2
-    for axis in (0, 1):
-        padded = np.pad(a, [(pad, k - 1 - pad) if ax == axis else (0, 0) for ax in (0, 1)],
-                        mode="edge")
-        a = reduce(np.lib.stride_tricks.sliding_window_view(padded, k, axis=axis), axis=-1)
+def _extreme_filter(a: np.ndarray, k: int, extreme) -> np.ndarray:
+    """extreme (np.maximum or np.minimum) over the k x k window around each
+    pixel (edges repeat), as two 1-D passes (a square window is separable),
+    each by doubling: after j steps b[i] covers [i, i + 2^j), and two such
+    overlapping spans cover any [i, i + k): log2(k) array operations."""
+    for _ in range(2):   # down the columns, then (transposed) along the rows
+        n = a.shape[0]
+        b = np.pad(a, [(k // 2, k - 1 - k // 2), (0, 0)], mode="edge")
+        width = 1
+        while 2 * width <= k:
+            b = extreme(b[:-width], b[width:])
+            width *= 2
+        a = extreme(b[:n], b[k - width:k - width + n]).T
     return a
+
+
+def _closing(small: np.ndarray, k: int, dark_ink: bool) -> np.ndarray:
+    """A closing (dark ink: max then min) or an opening (light ink) over
+    k x k: features of the ink's polarity narrower than k taken away."""
+    first, second = (np.maximum, np.minimum) if dark_ink else (np.minimum, np.maximum)
+    return _extreme_filter(_extreme_filter(small, k, first), k, second)
+
+
+def _stroke_width(ink: np.ndarray) -> float:
+    """Typical width in px of the strokes in an ink map: 2 * area / boundary
+    of the pixels above half the strongest ink (a stroke of width w and
+    length l has area w*l and about 2*l boundary pixels; a shadow the first
+    closing left, weaker than the strokes, mostly stays below that cut)."""
+    peak = float(ink.max())
+    if peak <= 0:
+        return 0.0
+    mask = ink >= STROKE_CUT * peak
+    inner = mask.copy()
+    inner[1:] &= mask[:-1]
+    inner[:-1] &= mask[1:]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    return 2.0 * float(mask.sum()) / max(1, int((mask & ~inner).sum()))
 
 
 def _paper(gray: np.ndarray, dark_ink: bool) -> np.ndarray:
     """(h, w): the paper's brightness at each pixel with the strokes taken
-    away: a morphological closing (dark ink; an opening for light ink) with
-    a window wider than any stroke, on the shrunk picture, then scaled back
-    smoothly. Uneven light and soft shadows are wider than the window, so
-    they stay in the paper and do not read as ink."""
+    away, on the shrunk picture, then scaled back smoothly: a closing (an
+    opening for light ink) first with a window wider than any stroke
+    (PAPER_WINDOW of the side), then with one of 3 times the strokes' width
+    measured on what that left (narrower: shadows and uneven light, wider
+    than the strokes, then stay in the paper and do not read as ink)."""
     h, w = gray.shape
     shrink = max(1, int(np.ceil(max(h, w) / PAPER_SIDE)))
     small = gray
@@ -295,8 +331,14 @@ def _paper(gray: np.ndarray, dark_ink: bool) -> np.ndarray:
         size = (max(1, round(w / shrink)), max(1, round(h / shrink)))
         small = np.asarray(Image.fromarray(gray).resize(size, Image.Resampling.BOX))
     k = max(3, int(np.ceil(PAPER_WINDOW * max(small.shape))) | 1)
-    first, second = (np.max, np.min) if dark_ink else (np.min, np.max)
-    paper = _extreme_filter(_extreme_filter(small, k, first), k, second)
+    paper = _closing(small, k, dark_ink)
+    if float(paper.max()) - float(paper.min()) < EVEN_PAPER:
+        # Evenly lit (a drawing, a scan): one level, as exact as the frame's.
+        return np.full((h, w), np.median(paper), np.float32)
+    width = _stroke_width(np.abs(paper - small))
+    narrow = max(3, int(np.ceil(STROKE_WINDOWS * width)) | 1)
+    if narrow < k:
+        paper = _closing(small, narrow, dark_ink)
     if shrink > 1:
         paper = np.asarray(Image.fromarray(paper).resize((w, h), Image.Resampling.BILINEAR))
     return paper.astype(np.float32, copy=False)
@@ -305,12 +347,12 @@ def _paper(gray: np.ndarray, dark_ink: bool) -> np.ndarray:
 def _otsu(values: np.ndarray, bins: int = 256) -> float:
     """Otsu's threshold of values in [0, 1]: the cut that maximises the
     variance between the two classes it makes."""
-    counts, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
-    p = counts / max(1, counts.sum())
+    levels = np.minimum((np.ravel(values) * bins).astype(np.int64), bins - 1)
+    p = np.bincount(levels, minlength=bins) / max(1, levels.size)
     omega = np.cumsum(p)
-    mu = np.cumsum(p * edges[:-1])
+    mu = np.cumsum(p * np.arange(bins) / bins)
     between = (mu[-1] * omega - mu) ** 2 / np.maximum(omega * (1 - omega), 1e-12)
-    return float(edges[int(np.argmax(between)) + 1])
+    return float(int(np.argmax(between)) + 1) / bins
 
 
 def _stretch(ink: np.ndarray) -> np.ndarray:
@@ -320,10 +362,13 @@ def _stretch(ink: np.ndarray) -> np.ndarray:
     + 3 sigma estimated by the median absolute deviation); above, ink (its
     99th percentile is 1: a few noisy pixels do not set the scale). On a
     clean picture the paper is exactly 0, and this is ink / its strongest
-    value as before."""
+    value as before. The levels are estimated on every step-th pixel (about
+    128 a side), which is plenty for them and keeps this fast on a canvas."""
     peak = float(ink.max())
-    cut = _otsu(ink / peak) * peak
-    paper, strokes = ink[ink < cut], ink[ink >= cut]
+    step = max(1, int(np.ceil(max(ink.shape) / (2 * PAPER_SIDE))))
+    sample = ink[::step, ::step]
+    cut = _otsu(sample / peak) * peak
+    paper, strokes = sample[sample < cut], sample[sample >= cut]
     floor = 0.0
     if paper.size:
         median = float(np.median(paper))
