@@ -11,6 +11,7 @@ loads here.
     predict_proba(X): (n, len(classes_)), columns in classes_ order
 """
 
+import copy
 import hashlib
 import re
 from collections import namedtuple
@@ -24,6 +25,7 @@ from fastmlp.evaluate import predict_proba as batched_proba
 from fastmlp.kernels import default_backend_name
 from fastmlp.inputs import InputError, check_labels, check_X, classes_of, encode, is_image_paths
 from fastmlp.model import MLP
+from fastmlp.schedules import learning_rates
 from fastmlp.sklearn_compat import BaseEstimator, ClassifierMixin, NotFittedError
 
 # What a checkpoint records of the data a model was trained on (train.checkpoint_meta).
@@ -89,8 +91,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def partial_fit(self, X, y, classes=None):
         """One more epoch on (X, y), continuing the run. The first call needs
         ``classes`` (every label that will ever occur) and fixes the recipe;
-        call k trains epoch k of the ``epochs``-epoch schedule (a constant
-        schedule without warm-up runs on for as many calls as you make)."""
+        call k trains epoch k of the ``epochs``-epoch schedule, and later calls
+        go on at its last learning rate (nearly 0 for cosine: to learn from a
+        stream, use schedule="constant")."""
         first = not self.__sklearn_is_fitted__()
         if not first and self._state is None:
             raise InputError("partial_fit: this model holds no training state (a weights-only "
@@ -106,12 +109,15 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             config = self._train_config(X.shape[1], self.epochs, validation=0, seed=self._seed())
             state = train.TrainState.fresh(config, n_inputs=X.shape[1], n_classes=len(self.classes_))
         else:
-            config, state = self._continued_config(), self._state
-        self._train(X, targets, config, state, None, one_epoch=True, call="partial_fit")
+            config, state = self._continued_config(len(X)), self._state
+        self._train(X, targets, config, state, None, one_epoch=True, call="partial_fit",
+                    recipe=None if first else self._config)
         return self
 
-    def _train(self, X, targets, config, state, early, one_epoch, call):
-        """Run the engine's loop (fastmlp.train.run) and set the fitted attributes."""
+    def _train(self, X, targets, config, state, early, one_epoch, call, recipe=None):
+        """Run the engine's loop (fastmlp.train.run) and set the fitted
+        attributes. recipe: the config to record, when ``config`` is the
+        constant tail of a continued run (default: ``config``)."""
         from fastmlp.cli import _get_ready, _progress_bar
 
         backend = _backend(self.backend)
@@ -129,7 +135,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             if bar:
                 bar.close()
         self.n_features_in_, self.backend_ = X.shape[1], backend.name
-        self._state, self._config = state, config
+        self._state, self._config = state, recipe or config
         self._trained_on = TrainedOn(data.source, data.checksum)
         self.model_ = early.best_model if early and early.best_model else state.result
         self.history_ = state.history
@@ -159,9 +165,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         except (FastmlpError, TypeError, ValueError) as exc:
             raise InputError(f"MLPClassifier: {api_wording(str(exc))}") from None
 
-    def _continued_config(self) -> train.TrainConfig:
-        """The first partial_fit's recipe, run for one more epoch: only
-        ``epochs`` may have changed since (as with ``fastmlp train --resume``)."""
+    def _continued_config(self, rows) -> train.TrainConfig:
+        """The first partial_fit's recipe, for one more epoch: only ``epochs``
+        may have changed since (as with ``fastmlp train --resume``). Past the
+        schedule's last epoch, a constant schedule at its final learning rate
+        (for epochs of ``rows`` rows)."""
         done, config = self._state.epoch, self._config
         wanted = self._train_config(self.n_features_in_, max(self.epochs, done + 1),
                                     validation=0, seed=config.seed)
@@ -170,12 +178,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 raise InputError(f"partial_fit: {name} changed from {getattr(config, name)!r} to "
                                  f"{getattr(wanted, name)!r}; a continued run keeps its recipe "
                                  "(only epochs may change); call fit to start over")
-        endless = config.schedule == "constant" and not config.warmup
-        if done >= self.epochs and not endless:
-            raise InputError(f"partial_fit: all {self.epochs} epochs of the {config.schedule} "
-                             f"schedule are trained; set_params(epochs=N) with N > {done} to "
-                             "train on (or use schedule='constant')")
-        return replace(config, epochs=wanted.epochs, validation=0)
+        if done < self.epochs:
+            return replace(config, epochs=self.epochs, validation=0)
+        steps = train.steps_per_epoch(rows, config.batch_size) * self.epochs
+        final_lr = float(learning_rates(config.schedule, config.lr, steps, config.warmup)[-1])
+        return replace(config, epochs=done + 1, validation=0, schedule="constant", warmup=None,
+                       lr=final_lr)
 
     def _validation_rows(self, n) -> int:
         if not self.early_stopping:
@@ -221,7 +229,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """labels: (n,) from classes_, the most probable class of each row."""
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        best = self.predict_proba(X).argmax(axis=1)  # first: raises NotFittedError
+        return self.classes_[best]
 
     def _prediction_inputs(self, X) -> np.ndarray:
         if not is_image_paths(X):
@@ -241,6 +250,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "model_")
+
+    def __setstate__(self, state):
+        # Unpickled arrays may be read-only (joblib memory-maps them into
+        # workers), but the kernels write the network's buffers, and the
+        # compiled ones insist on writable weights even to predict: own copies
+        # (one deepcopy, so model_ stays the very object _state.result is).
+        state = copy.deepcopy(state)
+        parent = getattr(super(), "__setstate__", None)
+        if parent is None:  # the stand-in base (no scikit-learn)
+            self.__dict__.update(state)
+        else:
+            parent(state)
 
     # -------------------------------------------------------------- files
 

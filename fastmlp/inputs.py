@@ -66,7 +66,7 @@ def check_labels(y, n_samples):
         fractional = np.flatnonzero(y != np.round(y))
         if fractional.size:
             i = int(fractional[0])
-            raise InputError(f"y: Unknown label type: continuous (y[{i}] = {y[i]!r}); "
+            raise InputError(f"y: Unknown label type: continuous (y[{i}] = {_show(y[i])}); "
                              "a classifier needs discrete class labels")
     return y
 
@@ -79,7 +79,7 @@ def classes_of(y) -> np.ndarray:
         raise InputError("y: Unknown label type: labels of mixed types cannot be sorted "
                          "into classes") from None
     if len(classes) < 2:
-        found = f" ({classes[0]!r})" if len(classes) else ""
+        found = f" ({_show(classes[0])})" if len(classes) else ""
         raise InputError(f"y: only one class{found} present; a classifier needs at least 2 classes")
     return classes
 
@@ -90,7 +90,7 @@ def encode(y, classes) -> np.ndarray:
     unknown = np.flatnonzero(classes[index] != y)
     if unknown.size:
         i = int(unknown[0])
-        raise InputError(f"y: label {y[i]!r} (row {i}) is not among the classes "
+        raise InputError(f"y: label {_show(y[i])} (row {i}) is not among the classes "
                          f"{list(classes.tolist())} given to the first fit or partial_fit")
     return index.astype(np.int64)
 
@@ -130,6 +130,11 @@ def _check_finite(a, name) -> None:
         kind = "NaN" if np.isnan(value) else f"infinity or a value too large for {a.dtype}"
         raise InputError(f"Input {name} contains {kind} (at index {tuple(map(int, where))}, "
                          f"{int(bad.sum())} such value(s))")
+
+
+def _show(value) -> str:
+    """A label as the user wrote it: 1.0 or 'cat', not np.float64(1.0)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def _is_sparse(a) -> bool:
