@@ -76,16 +76,16 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         """Train a fresh network for ``epochs`` epochs (fewer with early stopping)."""
         X, labels = self._check_training_data(X, y, n_features=None)
-        self.classes_ = classes_of(labels)
-        targets = encode(labels, self.classes_)
-        n_val = self._validation_rows(len(X))
+        classes = classes_of(labels)
+        targets = encode(labels, classes)
+        n_val, seed = self._validation_rows(len(X)), self._seed()
         if n_val:  # the engine holds out the last rows: put a random sample there
-            order = np.random.default_rng([self._seed(), 1]).permutation(len(X))
+            order = np.random.default_rng([seed, 1]).permutation(len(X))
             X, targets = X[order], targets[order]
-        config = self._train_config(X.shape[1], self.epochs, validation=n_val, seed=self._seed())
-        state = train.TrainState.fresh(config, n_inputs=X.shape[1], n_classes=len(self.classes_))
+        config = self._train_config(X.shape[1], self.epochs, validation=n_val, seed=seed)
+        state = train.TrainState.fresh(config, n_inputs=X.shape[1], n_classes=len(classes))
         early = EarlyStopping(self.n_iter_no_change, self.tol) if n_val else None
-        self._train(X, targets, config, state, early, one_epoch=False, call="fit")
+        self._train(X, targets, classes, config, state, early, call="fit")
         return self
 
     def partial_fit(self, X, y, classes=None):
@@ -102,22 +102,22 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if first and classes is None:
             raise InputError("partial_fit: pass classes=[every label] on the first call")
         X, labels = self._check_training_data(X, y, None if first else self.n_features_in_)
-        if first:
-            self.classes_ = classes_of(np.asarray(classes))
-        targets = encode(labels, self.classes_)
+        classes = classes_of(np.asarray(classes)) if first else self.classes_
+        targets = encode(labels, classes)
         if first:
             config = self._train_config(X.shape[1], self.epochs, validation=0, seed=self._seed())
-            state = train.TrainState.fresh(config, n_inputs=X.shape[1], n_classes=len(self.classes_))
+            state = train.TrainState.fresh(config, n_inputs=X.shape[1], n_classes=len(classes))
         else:
             config, state = self._continued_config(len(X)), self._state
-        self._train(X, targets, config, state, None, one_epoch=True, call="partial_fit",
+        self._train(X, targets, classes, config, state, None, call="partial_fit",
                     recipe=None if first else self._config)
         return self
 
-    def _train(self, X, targets, config, state, early, one_epoch, call, recipe=None):
+    def _train(self, X, targets, classes, config, state, early, call, recipe=None):
         """Run the engine's loop (fastmlp.train.run) and set the fitted
-        attributes. recipe: the config to record, when ``config`` is the
-        constant tail of a continued run (default: ``config``)."""
+        attributes (only once it succeeded). partial_fit stops after one
+        epoch. recipe: the config to record, when ``config`` is the constant
+        tail of a continued run (default: ``config``)."""
         from fastmlp.cli import _get_ready, _progress_bar
 
         backend = _backend(self.backend)
@@ -125,16 +125,21 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         data = train_data(X, targets, f"arrays passed to MLPClassifier.{call}")
         wait_until_ready()  # announced on stderr if it takes long (a cold Numba cache)
         bar = _progress_bar(len(X) - config.validation, quiet=not self.verbose)
-        watch = EpochWatch(config.epochs, early, bar, stop_after_epoch=one_epoch)
+        watch = EpochWatch(config.epochs, early, bar, stop_after_epoch=call == "partial_fit")
         try:
             train.run(config, data, backend, state, on_chunk=watch.on_chunk,
                       on_epoch=watch.on_epoch, should_stop=watch.should_stop)
         except FastmlpError as exc:  # Diverged: the weights in memory are unusable
+            if state is getattr(self, "_state", None):  # a continued run: unfit, not broken
+                for name in ("model_", "_state"):
+                    self.__dict__.pop(name, None)
             raise FastmlpError(api_wording(str(exc))) from None
         finally:
             if bar:
                 bar.close()
-        self.n_features_in_, self.backend_ = X.shape[1], backend.name
+        for name in ("validation_scores_", "best_validation_score_"):  # of an earlier fit
+            self.__dict__.pop(name, None)
+        self.classes_, self.n_features_in_, self.backend_ = classes, X.shape[1], backend.name
         self._state, self._config = state, recipe or config
         self._trained_on = TrainedOn(data.source, data.checksum)
         self.model_ = early.best_model if early and early.best_model else state.result

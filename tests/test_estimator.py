@@ -100,6 +100,24 @@ def test_swa_and_augmentation_reach_the_engine(mnist):
         MLPClassifier(augment="rotate=10").fit(np.random.rand(20, 5), np.arange(20) % 2)
 
 
+def test_verbose_prints_a_line_per_epoch_and_quiet_prints_nothing(mnist, capsys):
+    MLPClassifier(epochs=2, hidden=(16,), verbose=True).fit(*small(mnist))
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in lines] == [["epoch", "1"], ["epoch", "2"]]
+    assert all("loss" in line and "train" in line for line in lines)
+    MLPClassifier(epochs=2, hidden=(16,)).fit(*small(mnist))
+    assert capsys.readouterr() == ("", "")
+
+
+def test_a_divergent_partial_fit_leaves_the_model_unfitted_not_broken():
+    X, y = np.random.default_rng(0).normal(size=(64, 4)), np.arange(64) % 2
+    clf = MLPClassifier(epochs=3, batch_size=8, optimizer="sgd").partial_fit(X, y, classes=[0, 1])
+    with pytest.raises(FastmlpError, match="loss became"):
+        clf.partial_fit(X * 1e18, y)  # the weights in memory become NaN
+    with pytest.raises(ValueError, match="not fitted yet"):
+        clf.predict(X)
+
+
 # ------------------------------------------------------------------- labels
 
 def test_string_labels_map_through_classes():

@@ -761,3 +761,17 @@ def test_drawn_digits_bench_runs_at_tiny_size(small_model):
     table = bench.markdown(report).splitlines()
     assert len([line for line in table if line.startswith("| ")]) == 1 + len(bench.PENS)
     assert table[-1].startswith("Plain MNIST test accuracy")
+
+
+@pytest.mark.gui
+def test_a_model_fitted_from_python_opens_and_answers(app, tmp_path):
+    """An MLPClassifier checkpoint has no test accuracy in its history."""
+    from fastmlp import MLPClassifier
+    from fastmlp.data import load_dataset
+
+    data = load_dataset()
+    path = tmp_path / "from_python.npz"
+    MLPClassifier(epochs=1, hidden=(16,)).fit(data.X_train[:500], data.y_train[:500]).save(path)
+    assert app.open_model(path, dialog=False)
+    assert app.status_var.get() == f"loaded model {path}"
+    draw_and_wait(app, SEVEN)
