@@ -430,7 +430,7 @@ def _run_predict(args) -> int:
 def _run_export(args) -> int:
     from fastmlp.onnx_export import export
 
-    _check_writable(Path(args.onnx), "OUT.onnx")
+    _check_writable(Path(args.onnx), "output")
     export(args.model, args.onnx)
     print(f"wrote {args.onnx}")
     return 0
