@@ -1,4 +1,4 @@
-"""The ``fastmlp`` command: train, evaluate, predict (and the commands later
+"""The ``fastmlp`` command: train, evaluate, predict, export (and the commands later
 issues add). User mistakes end in one line on stderr and exit code 2."""
 
 import argparse
@@ -106,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.add_argument("--json", action="store_true", help="one JSON object per image")
     predict.set_defaults(run=_run_predict)
+
+    export = commands.add_parser("export", help="write a checkpoint as an ONNX graph "
+                                 '(needs: pip install "fastmlp[onnx]")')
+    export.add_argument("model", help="checkpoint (.npz)")
+    export.add_argument("onnx", metavar="OUT.onnx")
+    export.set_defaults(run=_run_export)
 
     gradcheck = commands.add_parser("gradcheck", help="verify that gradients match across kernels "
                                     "and central finite differences")
@@ -418,6 +424,17 @@ def _run_predict(args) -> int:
         else:
             print(f"{path}: {answer.text()}")
     return EXIT_ERROR if failed else 0
+
+
+# ------------------------------------------------------------------- export
+
+def _run_export(args) -> int:
+    from fastmlp.onnx_export import export
+
+    _check_writable(Path(args.onnx), "output")
+    export(args.model, args.onnx)
+    print(f"wrote {args.onnx}")
+    return 0
 
 
 # ---------------------------------------------------------------- gradcheck

@@ -14,7 +14,7 @@ from fastmlp import augment as augmentation
 from fastmlp.checkpoint import Checkpoint
 from fastmlp.errors import FastmlpError
 from fastmlp.evaluate import accuracy
-from fastmlp.model import DEFAULT_HIDDEN, DTYPES, MLP, parse_hidden
+from fastmlp.model import DEFAULT_HIDDEN, DTYPES, MLP, N_CLASSES, N_INPUTS, parse_hidden
 from fastmlp.optim import OPTIMIZERS, OptimizerConfig, OptimizerState, init_state
 from fastmlp.schedules import SCHEDULES, learning_rates
 
@@ -105,8 +105,11 @@ class TrainState:
     swa_count: int = 0
 
     @classmethod
-    def fresh(cls, config: TrainConfig) -> "TrainState":
-        model = MLP.init(config.hidden, seed=config.seed, dtype=config.dtype)
+    def fresh(cls, config: TrainConfig, n_inputs=N_INPUTS, n_classes=N_CLASSES) -> "TrainState":
+        """Epoch 0 of ``config``: a freshly initialised network (MNIST's
+        784 inputs and 10 classes unless told) and zeroed optimizer slots."""
+        model = MLP.init(config.hidden, seed=config.seed, dtype=config.dtype,
+                         n_inputs=n_inputs, n_classes=n_classes)
         return cls(model, init_state(config.optimizer_config(), model.W, model.b))
 
     @classmethod
@@ -204,7 +207,8 @@ def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
     on_chunk(state, rows_done, chunk_loss) after every backend call;
     on_epoch(state, record) after every epoch, record = {"epoch", "loss",
     "train_accuracy", "test_accuracy", "seconds"} (seconds: training only;
-    accuracies of the live weights), plus "validation_accuracy" with
+    accuracies of the live weights; no "test_accuracy" when data.X_test is
+    empty), plus "validation_accuracy" with
     ``config.validation``, and "swa_test_accuracy" ("swa_validation_accuracy")
     of the SWA average once it exists. The run's model is ``state.result``.
     Returns "done" or "stopped" (should_stop() became true between chunks).
@@ -258,19 +262,19 @@ def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
             if on_chunk:
                 on_chunk(state, min(stop * batch_size, n), loss_sum / rows)
 
-        record = {
-            "epoch": state.epoch + 1,
-            "loss": state.loss_sum / n,
-            "train_accuracy": state.correct / n,
-            "test_accuracy": accuracy(state.model, data.X_test, data.y_test, backend),
-            "seconds": state.seconds,
-        }
+        record = {"epoch": state.epoch + 1, "loss": state.loss_sum / n,
+                  "train_accuracy": state.correct / n, "seconds": state.seconds}
+        # A data set without a test split (the Python API's arrays) has no test accuracy.
+        has_test = len(data.X_test) > 0
+        if has_test:
+            record["test_accuracy"] = accuracy(state.model, data.X_test, data.y_test, backend)
         if len(X_val):
             record["validation_accuracy"] = accuracy(state.model, X_val, y_val, backend)
         count = epochs_averaged(config, state.epoch + 1)
         if count:
             state.swa, state.swa_count = average_in(state.swa, state.model, count), count
-            record["swa_test_accuracy"] = accuracy(state.swa, data.X_test, data.y_test, backend)
+            if has_test:
+                record["swa_test_accuracy"] = accuracy(state.swa, data.X_test, data.y_test, backend)
             if len(X_val):
                 record["swa_validation_accuracy"] = accuracy(state.swa, X_val, y_val, backend)
         state.history.append(record)

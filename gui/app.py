@@ -479,7 +479,9 @@ class DigitApp:
             self.show_error(exc, dialog=dialog)
             return False
         history = loaded.meta.get("history") or []
-        accuracy = f", test {history[-1]['test_accuracy'] * 100:.2f}%" if history else ""
+        # A model fitted from Python (MLPClassifier) has no test accuracy on record.
+        tested = history and isinstance(history[-1], dict) and "test_accuracy" in history[-1]
+        accuracy = f", test {history[-1]['test_accuracy'] * 100:.2f}%" if tested else ""
         self._install(loaded, f"{Path(path).name}{accuracy}")
         self.set_status(f"loaded model {path}")
         return True

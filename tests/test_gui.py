@@ -1068,3 +1068,17 @@ def test_latency_bench_drives_the_app_at_tiny_size(display, small_model):
     table = bench.markdown([{"backend": "numpy", "condition": "idle", **result}])
     assert table.count("\n") == 2 and "| numpy | idle |" in table
     assert json.loads(json.dumps(result)) == result  # what --json writes
+
+
+@pytest.mark.gui
+def test_a_model_fitted_from_python_opens_and_answers(app, tmp_path):
+    """An MLPClassifier checkpoint has no test accuracy in its history."""
+    from fastmlp import MLPClassifier
+    from fastmlp.data import load_dataset
+
+    data = load_dataset()
+    path = tmp_path / "from_python.npz"
+    MLPClassifier(epochs=1, hidden=(16,)).fit(data.X_train[:500], data.y_train[:500]).save(path)
+    assert app.open_model(path, dialog=False)
+    assert app.status_var.get() == f"loaded model {path}"
+    draw_and_wait(app, SEVEN)
