@@ -14,6 +14,7 @@ from PIL import Image
 from fastmlp.confidence import verdict
 from fastmlp.gui.inference import Answer, percentages
 from fastmlp.gui.pictures import ppm, saliency_picture
+from fastmlp.gui.theme import px
 
 PREVIEW = 140  # px; 5x the 28x28 input, NEAREST so each input pixel stays a crisp square
 BAR_LENGTH, BAR_HEIGHT, BAR_GAP = 170, 14, 5
@@ -47,41 +48,47 @@ class AnswerPanel:
         self.frame = ttk.Frame(parent)
         # Fixed row and column sizes: the layout must not jump between a
         # message and a big digit.
-        self.frame.grid_rowconfigure(0, minsize=110)
-        self.frame.grid_columnconfigure(0, minsize=300)
-        self.digit = ttk.Label(self.frame, font=MESSAGE_FONT, wraplength=290, justify="center")
+        self.frame.grid_rowconfigure(0, minsize=px(110))
+        self.frame.grid_columnconfigure(0, minsize=px(300))
+        self.digit = ttk.Label(self.frame, font=MESSAGE_FONT, wraplength=px(290), justify="center")
         self.digit.grid(row=0, column=0)
         self.confidence = ttk.Label(self.frame, font=("DejaVu Sans", 12))
         self.confidence.grid(row=1, column=0)
         # Two lines reserved, so a caption never pushes the preview down.
-        self.caption = tk.Label(self.frame, wraplength=280, justify="center", height=2)
+        self.caption = tk.Label(self.frame, wraplength=px(280), justify="center", height=2)
         self.caption.grid(row=2, column=0, pady=(0, 6))
 
-        self.preview = tk.PhotoImage(master=self.frame, width=PREVIEW, height=PREVIEW)
-        self.preview.put("black", to=(0, 0, PREVIEW, PREVIEW))
+        self.preview_side = px(PREVIEW)
+        self.preview = tk.PhotoImage(master=self.frame, width=self.preview_side,
+                                     height=self.preview_side)
+        self.preview.put("black", to=(0, 0, self.preview_side, self.preview_side))
         tk.Label(self.frame, image=self.preview, borderwidth=1, relief="solid").grid(row=3, column=0)
         self.preview_caption = ttk.Label(self.frame, text=INPUT_CAPTION, style="Dim.TLabel",
-                                         wraplength=290, justify="center")
+                                         wraplength=px(290), justify="center")
         self.preview_caption.grid(row=4, column=0, pady=(2, 8))
 
-        height = 10 * (BAR_HEIGHT + BAR_GAP)
-        self.bars = tk.Canvas(self.frame, width=BAR_LENGTH + 90, height=height, highlightthickness=0,
-                              cursor="hand2")
+        # The bars in this screen's pixels (px()); the names stay those of a 96-DPI screen.
+        self.bar_length, self.bar_height, self.bar_pitch = (px(BAR_LENGTH), px(BAR_HEIGHT),
+                                                            px(BAR_HEIGHT + BAR_GAP))
+        self.bars = tk.Canvas(self.frame, width=self.bar_length + px(90),
+                              height=10 * self.bar_pitch, highlightthickness=0, cursor="hand2")
         self.bars.grid(row=5, column=0)
         self.bars.bind("<ButtonPress-1>", self._click)
         self._bar, self._percent, self._label = [], [], []
+        left, height = px(20), self.bar_height
         for d in range(10):
-            top = d * (BAR_HEIGHT + BAR_GAP)
-            self._label.append(self.bars.create_text(8, top + BAR_HEIGHT / 2, text=str(d),
+            top = d * self.bar_pitch
+            self._label.append(self.bars.create_text(px(8), top + height / 2, text=str(d),
                                                      font=("DejaVu Sans", 11, "bold")))
-            self.bars.create_rectangle(20, top, 20 + BAR_LENGTH, top + BAR_HEIGHT, outline="#bbb")
-            self._bar.append(self.bars.create_rectangle(20, top, 20, top + BAR_HEIGHT, outline="",
+            self.bars.create_rectangle(left, top, left + self.bar_length, top + height,
+                                       outline="#bbb")
+            self._bar.append(self.bars.create_rectangle(left, top, left, top + height, outline="",
                                                         fill="#4a7fd4"))
-            self._percent.append(self.bars.create_text(BAR_LENGTH + 86, top + BAR_HEIGHT / 2,
+            self._percent.append(self.bars.create_text(self.bar_length + px(86), top + height / 2,
                                                        anchor="e", font=("DejaVu Sans Mono", 10)))
 
     def _click(self, event) -> None:
-        digit = int(event.y // (BAR_HEIGHT + BAR_GAP))
+        digit = int(event.y // self.bar_pitch)
         if 0 <= digit < 10:
             self.on_pick(digit)
 
@@ -109,20 +116,23 @@ class AnswerPanel:
         else:
             self.show_saliency(answer.x, *saliency)
         for d, percent in enumerate(percentages(answer.probs)):
-            top = d * (BAR_HEIGHT + BAR_GAP)
-            self.bars.coords(self._bar[d], 20, top, 20 + BAR_LENGTH * percent / 100, top + BAR_HEIGHT)
+            top, left = d * self.bar_pitch, px(20)
+            self.bars.coords(self._bar[d], left, top, left + self.bar_length * percent / 100,
+                             top + self.bar_height)
             self._item(self._bar[d], fill="#d9822b" if d == answer.digit else "#4a7fd4")
             self._item(self._percent[d], text=f"{percent:5.1f}%")
 
     def show_input(self, x) -> None:
         """The preview shows the network input x: (784,)."""
-        self.preview.configure(data=base64.b64encode(preview_png(x)), format="png")
+        self.preview.configure(data=base64.b64encode(preview_png(x, self.preview_side)),
+                               format="png")
         self.preview_caption.configure(text=INPUT_CAPTION)
         self._mark(None)
 
     def show_saliency(self, x, grad, digit: int) -> None:
         """The preview shows grad: (784,), d logit[digit] / d x, over the input x."""
-        self.preview.configure(data=ppm(saliency_picture(x, grad, PREVIEW)), format="ppm")
+        self.preview.configure(data=ppm(saliency_picture(x, grad, self.preview_side)),
+                               format="ppm")
         self.preview_caption.configure(
             text=f"why {digit}: red = ink there raises its score, blue = lowers it (click a bar)")
         self._mark(digit)
@@ -140,12 +150,12 @@ class AnswerPanel:
         self.digit.configure(text=text, font=MESSAGE_FONT)
         self.confidence.configure(text="")
         self.caption.configure(text=caption)
-        self.preview.put("black", to=(0, 0, PREVIEW, PREVIEW))
+        self.preview.put("black", to=(0, 0, self.preview_side, self.preview_side))
         self.preview_caption.configure(text=INPUT_CAPTION)
         self._mark(None)
         for d in range(10):
-            top = d * (BAR_HEIGHT + BAR_GAP)
-            self.bars.coords(self._bar[d], 20, top, 20, top + BAR_HEIGHT)
+            top = d * self.bar_pitch
+            self.bars.coords(self._bar[d], px(20), top, px(20), top + self.bar_height)
             self._item(self._percent[d], text="")
 
     def bar_texts(self) -> list[str]:

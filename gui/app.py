@@ -37,6 +37,7 @@ from fastmlp import checkpoint, drawings, finetune, insight
 from fastmlp.data import load_dataset
 from fastmlp.errors import FastmlpError
 from fastmlp.gui import theme
+from fastmlp.gui.theme import px
 from fastmlp.gui.answer import AnswerPanel
 from fastmlp.gui.canvas import DrawingCanvas
 from fastmlp.gui.inference import check_model, classify, classify_picture
@@ -129,6 +130,7 @@ class DigitApp:
         self.why_var = tk.BooleanVar(value=False)
         self.dark_var = tk.BooleanVar(value=mode == "dark")
 
+        theme.set_scale(theme.screen_scale(root))   # px() from here on: HiDPI
         self._build_window()
         theme.scale_fonts(root, theme.screen_scale(root))
         self.set_mode(mode)
@@ -149,7 +151,7 @@ class DigitApp:
         self.answer_panel = AnswerPanel(body, on_pick=self.pick_saliency_digit)
         self.answer_panel.frame.grid(row=0, column=1, sticky="n", padx=12)
         self._build_side(body).grid(row=0, column=2, sticky="new", padx=(12, 0))
-        body.grid_columnconfigure(2, minsize=SIDE_WIDTH)  # texts changing must not resize the window
+        body.grid_columnconfigure(2, minsize=px(SIDE_WIDTH))  # texts changing must not resize the window
         self.status = tk.Label(root, textvariable=self.status_var, anchor="w", relief="sunken",
                                padx=6)
         self.status.pack(side="bottom", fill="x")
@@ -189,7 +191,7 @@ class DigitApp:
         self.canvas = DrawingCanvas(border, self.brush, on_change=self._drawing_changed)
         self.canvas.widget.pack()
         tk.Scale(frame, label="Pen width (px)", variable=self.brush, from_=4, to=40,
-                 orient="horizontal", length=280).pack(fill="x", pady=(6, 0))
+                 orient="horizontal", length=px(280)).pack(fill="x", pady=(6, 0))
         row = tk.Frame(frame)
         row.pack(fill="x", pady=4)
         self.clear_button = ttk.Button(row, text="Clear", command=self.clear)
@@ -211,7 +213,7 @@ class DigitApp:
         frame = tk.Frame(parent)
         box = ttk.LabelFrame(frame, text="Model", padding=6)
         box.pack(fill="x")
-        self.model_label = tk.Label(box, text="none", wraplength=SIDE_WIDTH - 30, justify="left",
+        self.model_label = tk.Label(box, text="none", wraplength=px(SIDE_WIDTH - 30), justify="left",
                                     anchor="w")
         self.model_label.pack(fill="x")
         row = tk.Frame(box)
@@ -223,7 +225,7 @@ class DigitApp:
                                          state="disabled")
         self.discard_button.pack(side="right", padx=4)
         # Two lines reserved: offering a model must not resize the window.
-        self.candidate_label = tk.Label(row, text=NO_CANDIDATE, wraplength=SIDE_WIDTH - 200,
+        self.candidate_label = tk.Label(row, text=NO_CANDIDATE, wraplength=px(SIDE_WIDTH - 200),
                                         justify="left", anchor="w", height=2)
         self.candidate_label.pack(side="left", fill="x")
 
@@ -271,7 +273,7 @@ class DigitApp:
         self.cancel_button = ttk.Button(row, text="Cancel", command=self.cancel_training,
                                         state="disabled")
         self.cancel_button.pack(side="left", expand=True, fill="x")
-        self.progress = ttk.Progressbar(box, maximum=100.0, length=300)
+        self.progress = ttk.Progressbar(box, maximum=100.0, length=px(300))
         self.progress.pack(fill="x")
         self.progress_label = tk.Label(box, text="", anchor="w")
         self.progress_label.pack(fill="x")

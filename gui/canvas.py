@@ -12,22 +12,25 @@ import tkinter as tk
 from PIL import ImageDraw
 
 from fastmlp.gui.strokes import SIZE, Stroke, paint_dot, paint_segment, render
+from fastmlp.gui.theme import px
 
 
 class DrawingCanvas:
-    """A SIZE x SIZE canvas: left button draws, right click clears.
+    """A SIZE x SIZE canvas (in px(): larger on a HiDPI screen, the pen too):
+    left button draws, right click clears.
 
-    ``brush`` is a tk.IntVar with the pen width in px. ``on_change()`` is called
+    ``brush`` is a tk.IntVar with the pen width in px of an ordinary screen. ``on_change()`` is called
     after every change of the drawing (each new point, clear, undo)."""
 
     def __init__(self, parent, brush: tk.IntVar, on_change=lambda: None):
         self.brush = brush
         self.on_change = on_change
         # No border or highlight: event x/y are then exactly image pixels.
-        self.widget = tk.Canvas(parent, width=SIZE, height=SIZE, background="white",
+        self.side = px(SIZE)
+        self.widget = tk.Canvas(parent, width=self.side, height=self.side, background="white",
                                 borderwidth=0, highlightthickness=0, cursor="pencil")
         self.strokes: list[Stroke] = []
-        self.image = render(self.strokes)
+        self.image = render(self.strokes, self.side)
         self._draw = ImageDraw.Draw(self.image)
         self.widget.bind("<ButtonPress-1>", self._press)
         self.widget.bind("<B1-Motion>", self._drag)
@@ -41,7 +44,7 @@ class DrawingCanvas:
     # ------------------------------------------------------------ mouse
 
     def _press(self, event):
-        width = max(1, int(self.brush.get()))
+        width = px(max(1, int(self.brush.get())))
         stroke = Stroke(width, [(event.x, event.y)])
         self.strokes.append(stroke)
         # A click alone leaves a dot.
@@ -91,5 +94,5 @@ class DrawingCanvas:
         self.on_change()
 
     def _repaint(self):
-        self.image = render(self.strokes)
+        self.image = render(self.strokes, self.side)
         self._draw = ImageDraw.Draw(self.image)

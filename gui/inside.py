@@ -15,6 +15,7 @@ import numpy as np
 
 from fastmlp.gui.pictures import (Grid, activation_picture, columns_for, ppm, sequential,
                                   tiles_picture)
+from fastmlp.gui.theme import px
 from fastmlp.insight import Trace
 
 PANEL_WIDTH = 480  # px, the tab's drawing width
@@ -25,16 +26,16 @@ HIGHLIGHT = "#ffd400"
 
 def tile_grid(units: int) -> Grid:
     """The tiles' layout: twice as wide as tall, as large as fits PANEL_WIDTH
-    (28 px, one per weight, for 128 units)."""
+    (28 px, one per weight, for 128 units; sizes in px())."""
     columns = columns_for(units)
-    cell = max(2, min(28, (PANEL_WIDTH + 2) // columns - 2))
+    cell = max(2, min(px(28), (px(PANEL_WIDTH) + 2) // columns - 2))
     return Grid(units, columns, cell, gap=2)
 
 
 def layer_grid(units: int, width: int) -> Grid:
     columns = columns_for(units)
     rows = -(-units // columns)
-    cell = max(2, min(12, (width + 1) // columns - 1, (LAYERS_HEIGHT + 1) // rows - 1))
+    cell = max(2, min(px(12), (width + 1) // columns - 1, (px(LAYERS_HEIGHT) + 1) // rows - 1))
     return Grid(units, columns, cell, gap=1)
 
 
@@ -48,19 +49,21 @@ class InsidePanel:
         self.layers_row = ttk.Frame(self.frame)
         self.layers_row.pack(fill="x")
         ttk.Label(self.frame, text="outputs (0-9)").pack(anchor="w", pady=(4, 0))
-        self.outputs = tk.Canvas(self.frame, width=10 * (OUTPUT_CELL + 2), height=OUTPUT_CELL + 16,
+        cell = px(OUTPUT_CELL)
+        self.outputs = tk.Canvas(self.frame, width=10 * (cell + 2), height=cell + px(16),
                                  highlightthickness=0)
         self.outputs.pack(anchor="w")
         self._output_cells = []
         self._output_fills = ["#282828"] * 10  # what each cell shows
         for d in range(10):
-            x = d * (OUTPUT_CELL + 2)
+            x = d * (cell + 2)
             self._output_cells.append(self.outputs.create_rectangle(
-                x, 0, x + OUTPUT_CELL, OUTPUT_CELL, outline="", fill="#282828"))
-            self.outputs.create_text(x + OUTPUT_CELL / 2, OUTPUT_CELL + 8, text=str(d))
+                x, 0, x + cell, cell, outline="", fill="#282828"))
+            self.outputs.create_text(x + cell / 2, cell + px(8), text=str(d))
         ttk.Label(self.frame, text="first layer: what each unit looks for "
                                    "(its weights; red +, blue −, white 0)").pack(anchor="w", pady=(6, 0))
-        self.tiles = tk.Canvas(self.frame, highlightthickness=0, width=PANEL_WIDTH, height=240)
+        self.tiles = tk.Canvas(self.frame, highlightthickness=0, width=px(PANEL_WIDTH),
+                               height=px(240))
         self.tiles.pack(anchor="w")
         self.tiles_photo = tk.PhotoImage(master=self.frame)
         self.tiles.create_image(0, 0, image=self.tiles_photo, anchor="nw")
@@ -82,7 +85,7 @@ class InsidePanel:
         for child in self.layers_row.winfo_children():
             child.destroy()
         hidden = model.hidden
-        width = PANEL_WIDTH // max(1, min(len(hidden), 3)) - 8
+        width = px(PANEL_WIDTH) // max(1, min(len(hidden), 3)) - px(8)
         self._layers = []
         for l, units in enumerate(hidden):
             box = ttk.Frame(self.layers_row)
@@ -102,7 +105,7 @@ class InsidePanel:
             self._layers.append((grid, canvas, photo, box_item))
         self.tile_grid = tile_grid(model.sizes[1])
         w, h = self.tile_grid.size
-        self.tiles.configure(width=max(w, PANEL_WIDTH), height=h)
+        self.tiles.configure(width=max(w, px(PANEL_WIDTH)), height=h)
         self.hovered = self.pinned = None
         self.refresh_tiles(model.W[0])
         self.clear()

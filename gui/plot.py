@@ -9,6 +9,7 @@ where MNIST accuracies live; lower values sit on the bottom edge.
 """
 
 import tkinter as tk
+from fastmlp.gui.theme import px
 
 LOSS_COLOUR, ACCURACY_COLOUR = "#4a7fd4", "#d9822b"
 ACCURACY_FLOOR = 0.80
@@ -17,10 +18,12 @@ BINS_PER_EPOCH = 20
 
 class CurvePlot:
     def __init__(self, parent, width: int = 300, height: int = 140):
+        """width, height: px of an ordinary screen (px() gives this screen's)."""
+        width, height = px(width), px(height)
         self.width, self.height = width, height
         self.widget = tk.Canvas(parent, width=width, height=height, background="white",
                                 highlightthickness=1, highlightbackground="#bbb")
-        self.left, self.right, self.top, self.bottom = 34, width - 40, 18, height - 18
+        self.left, self.right, self.top, self.bottom = px(34), width - px(40), px(18), height - px(18)
         self.reset(1)
 
     def reset(self, epochs: int) -> None:

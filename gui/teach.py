@@ -8,6 +8,7 @@ fastmlp.drawings and fastmlp.finetune.
 from tkinter import ttk
 
 from fastmlp.finetune import Scores
+from fastmlp.gui.theme import px
 
 HELP = ("Wrong answer? Click the right digit: the 28×28 input and its label join your "
         "data set (every fifth drawing is held out to test on).")
@@ -24,7 +25,7 @@ class TeachPanel:
 
     def __init__(self, parent, on_correct, on_finetune):
         self.frame = ttk.Frame(parent, padding=6)
-        ttk.Label(self.frame, text=HELP, wraplength=460, justify="left").pack(anchor="w")
+        ttk.Label(self.frame, text=HELP, wraplength=px(460), justify="left").pack(anchor="w")
         row = ttk.Frame(self.frame)
         row.pack(anchor="w", pady=6)
         self.digit_buttons = []
@@ -32,7 +33,7 @@ class TeachPanel:
             button = ttk.Button(row, text=str(d), width=3, command=lambda d=d: on_correct(d))
             button.pack(side="left", padx=1)
             self.digit_buttons.append(button)
-        self.count_label = ttk.Label(self.frame, text="", wraplength=460, justify="left")
+        self.count_label = ttk.Label(self.frame, text="", wraplength=px(460), justify="left")
         self.count_label.pack(anchor="w")
         self.finetune_button = ttk.Button(self.frame, text="Fine-tune on my drawings",
                                           command=on_finetune)
@@ -54,7 +55,7 @@ class TeachPanel:
                 cell.grid(row=row_index, column=column, sticky="w", padx=(0, 16))
                 self.cells[key, when] = cell
         ttk.Label(self.frame, text="The fine-tuned model is offered in the Model box above: "
-                                   "use it or discard it.", style="Dim.TLabel", wraplength=460,
+                                   "use it or discard it.", style="Dim.TLabel", wraplength=px(460),
                   justify="left").pack(anchor="w", pady=(8, 0))
 
     def show_count(self, train: int, held_out: int, where) -> None:

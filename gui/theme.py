@@ -10,8 +10,11 @@ back to ttk's built-in "clam" theme and still works.
 
 HiDPI: Tk sizes fonts given in points by the X server's DPI already; sv-ttk
 sizes its fonts in pixels, so ``scale_fonts`` multiplies those by the
-screen's DPI / 96 (1 on an ordinary screen). Images and the drawing canvas
-keep their pixel sizes.
+screen's scale (DPI / 96 in steps of 1/4, at least 1). Every size the app
+gives in pixels (the drawing canvas, the pen, pictures, panel widths) goes
+through ``px``, which multiplies by the same scale once ``set_scale`` has
+been called: on a 192-DPI screen the window is twice as large in pixels and
+looks the same.
 """
 
 import tkinter as tk
@@ -27,6 +30,7 @@ PALETTE = {
              "panel": "#2b2b2b", "error": "#ff6e6e"},
 }
 BASE_DPI = 96.0
+_scale = 1.0  # set_scale(): the screen's, for px()
 _PLAIN = (tk.Frame, tk.Label, tk.Scale, tk.Canvas)
 
 
@@ -69,8 +73,20 @@ def recolour(widget, colours: dict, keep: set) -> None:
 
 
 def screen_scale(root: tk.Tk) -> float:
-    """The screen's DPI / 96, at least 1."""
-    return max(1.0, root.winfo_fpixels("1i") / BASE_DPI)
+    """The screen's DPI / 96 to the nearest 1/4, at least 1 (a 100-DPI
+    screen is an ordinary one, not 1.04x)."""
+    return max(1.0, round(4 * root.winfo_fpixels("1i") / BASE_DPI) / 4)
+
+
+def set_scale(factor: float) -> None:
+    """From now on px(n) is n * factor (the app calls it before building)."""
+    global _scale
+    _scale = float(factor)
+
+
+def px(n: float) -> int:
+    """n pixels of an ordinary 96-DPI screen, in this screen's pixels."""
+    return max(1, round(n * _scale))
 
 
 def scale_fonts(root: tk.Tk, factor: float) -> None:

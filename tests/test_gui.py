@@ -1082,3 +1082,35 @@ def test_a_model_fitted_from_python_opens_and_answers(app, tmp_path):
     assert app.open_model(path, dialog=False)
     assert app.status_var.get() == f"loaded model {path}"
     draw_and_wait(app, SEVEN)
+
+
+@pytest.mark.gui
+def test_a_hidpi_screen_gets_every_pixel_size_scaled(display, small_model, errors):
+    """At 192 DPI (Tk's scaling twice the ordinary 96 DPI) every size given
+    in pixels doubles: the canvas, the pen, the preview, the bars, the tiles;
+    a digit drawn at twice the coordinates reads as the same digit."""
+    from fastmlp.gui import theme
+    gc.collect()
+    answers = {}
+    for factor in (1, 2):
+        root = tk.Tk()
+        root.tk.call("tk", "scaling", factor * 96 / 72)
+        app = DigitApp(root, model_path=small_model)
+        try:
+            app.answer_panel.threshold = 0.0
+            root.update()
+            assert theme.screen_scale(root) == factor
+            assert int(app.canvas.widget.cget("width")) == 280 * factor
+            assert app.canvas.image.size == (280 * factor, 280 * factor)
+            assert app.answer_panel.preview.width() == 140 * factor
+            assert int(app.answer_panel.bars.cget("width")) == (170 + 90) * factor
+            draw_and_wait(app, [(x * factor, y * factor) for x, y in SEVEN])
+            assert app.canvas.strokes[0].width == app.brush.get() * factor
+            answers[factor] = (shown(app), app.answer.x)
+        finally:
+            app.close()
+            theme.set_scale(1.0)
+            gc.collect()
+    assert answers[2][0] == answers[1][0]
+    # The same drawing, at twice the pixels: nearly the same 28x28 input.
+    assert np.abs(answers[2][1] - answers[1][1]).mean() < 0.02
