@@ -26,7 +26,6 @@ position) next to the plain test accuracy. Importable: ``measure()`` and
 ``markdown()`` run at any size.
 """
 
-import argparse
 import json
 import sys
 import time
@@ -35,14 +34,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from fastmlp import checkpoint
-from fastmlp.data import load_dataset
-from fastmlp.errors import FastmlpError
-from fastmlp.gui.inference import check_model, classify, classify_picture
+from fastmlp.gui.inference import classify, classify_picture
 from fastmlp.gui.strokes import PAPER, SIZE, paint_dot, paint_segment
-from fastmlp.kernels import get_backend
 
-PRETRAINED = Path(__file__).resolve().parents[1] / "fastmlp" / "pretrained" / "fastmlp-mnist.npz"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import picturebench  # noqa: E402
+
+PRETRAINED = picturebench.PRETRAINED
 TRACE_SIDE = 112  # px: centre lines are found at 4x MNIST, then scaled to the canvas
 MNIST_PEN = "MNIST pen"
 PENS = (MNIST_PEN, 6, 12, 18, 28)  # px on the 280 canvas; the app's pen slider spans 4..40, default 18
@@ -211,24 +209,11 @@ def markdown(report: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(PRETRAINED),
-                        help="checkpoint (default: the pretrained model shipped with fastmlp)")
-    parser.add_argument("--backend", default="numpy")
-    parser.add_argument("--n", type=int, default=300, help="test digits per condition (default 300)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    args = parser.parse_args(argv)
-    try:
-        if args.n < 1:
-            raise FastmlpError(f"--n {args.n}: must be positive")
-        model = checkpoint.load(args.model).model
-        check_model(model, args.model)
-        backend = get_backend(args.backend)
-        data = load_dataset(dtype=model.dtype)
-    except FastmlpError as exc:
-        print(f"drawn_digits: error: {exc}", file=sys.stderr)
+    args = picturebench.parser(__doc__.splitlines()[0], n=300).parse_args(argv)
+    setup = picturebench.ready(args, "drawn_digits")
+    if setup is None:
         return 2
+    model, backend, data = setup
     start = time.perf_counter()
     report = measure(model, backend, data, args.n, args.seed)
     report["model"] = args.model

@@ -21,7 +21,6 @@ Prints the accuracy on the photos next to the clean PNGs of the same digits.
 Importable: ``photo()`` renders one picture, ``measure()`` runs the benchmark.
 """
 
-import argparse
 import io
 import json
 import sys
@@ -32,13 +31,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from fastmlp import checkpoint
-from fastmlp.data import load_dataset
 from fastmlp.errors import FastmlpError
-from fastmlp.kernels import get_backend
 from fastmlp.preprocess import load_and_normalize
 
-PRETRAINED = Path(__file__).resolve().parents[1] / "fastmlp" / "pretrained" / "fastmlp-mnist.npz"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import picturebench  # noqa: E402
+
+PRETRAINED = picturebench.PRETRAINED
 
 
 def _lighting(side: int, rng) -> np.ndarray:
@@ -124,25 +123,14 @@ def measure(model, backend, data, n: int, seed: int = 0, split: str = "test") ->
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(PRETRAINED),
-                        help="checkpoint (default: the pretrained model shipped with fastmlp)")
-    parser.add_argument("--backend", default="numpy")
-    parser.add_argument("--n", type=int, default=500, help="test digits (default 500)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--split", choices=("test", "validation"), default="test",
-                        help="digits from the test set, or from the last 10,000 training images")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    args = parser.parse_args(argv)
-    try:
-        if args.n < 1:
-            raise FastmlpError(f"--n {args.n}: must be positive")
-        model = checkpoint.load(args.model).model
-        backend = get_backend(args.backend)
-        data = load_dataset(dtype=model.dtype)
-    except FastmlpError as exc:
-        print(f"photo_digits: error: {exc}", file=sys.stderr)
+    args = picturebench.parser(__doc__.splitlines()[0], n=500)
+    args.add_argument("--split", choices=("test", "validation"), default="test",
+                      help="digits from the test set, or from the last 10,000 training images")
+    args = args.parse_args(argv)
+    setup = picturebench.ready(args, "photo_digits")
+    if setup is None:
         return 2
+    model, backend, data = setup
     start = time.perf_counter()
     report = measure(model, backend, data, args.n, args.seed, args.split)
     report["seconds"] = round(time.perf_counter() - start, 1)

@@ -12,7 +12,6 @@ on. scikit-learn is a test/dev dependency only.
 Prints the accuracy per upscaling next to the model's MNIST test accuracy.
 """
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -20,13 +19,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fastmlp import checkpoint
 from fastmlp.data import load_dataset
-from fastmlp.errors import FastmlpError
-from fastmlp.kernels import get_backend
 from fastmlp.preprocess import normalize_digit
 
-PRETRAINED = Path(__file__).resolve().parents[1] / "fastmlp" / "pretrained" / "fastmlp-mnist.npz"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import picturebench  # noqa: E402
+
+PRETRAINED = picturebench.PRETRAINED
 UPSCALINGS = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
 SIDE = 64
 
@@ -52,19 +51,11 @@ def measure(model, backend) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(PRETRAINED),
-                        help="checkpoint (default: the pretrained model shipped with fastmlp)")
-    parser.add_argument("--backend", default="numpy")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    args = parser.parse_args(argv)
-    try:
-        model = checkpoint.load(args.model).model
-        backend = get_backend(args.backend)
-    except FastmlpError as exc:
-        print(f"sklearn_digits: error: {exc}", file=sys.stderr)
+    args = picturebench.parser(__doc__.splitlines()[0], n=None).parse_args(argv)
+    setup = picturebench.ready(args, "sklearn_digits")
+    if setup is None:
         return 2
-    report = measure(model, backend)
+    report = measure(*setup[:2])
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -109,7 +109,6 @@ def pack_cols(A, rows, r0, r1, lo, hi, ks, Ap, counts):
     counts: (groups,)  all written."""
     groups = (hi - lo + MR - 1) // MR
     full = (hi - lo) // MR
-    zero = A.dtype.type(0)
     # Group by group: its writes go to one stream, and the column block of
     # A it reads (rows x 64 bytes) serves the next groups from L1. Row by row
     # would write to every group's stream at once, more lines than L1 holds.
@@ -119,18 +118,27 @@ def pack_cols(A, rows, r0, r1, lo, hi, ks, Ap, counts):
             ks[g, c] = r
             c += move_group(A, rows[r], c0, Ap, g, c)
         counts[g] = c
-    if full < groups:
-        g = full
-        c0, c = lo + g * MR, 0
-        for r in range(r0, r1):
-            nonzero = False
-            for q in range(MR):
-                v = A[rows[r], c0 + q] if c0 + q < hi else zero
-                Ap[g, c * MR + q] = v
-                nonzero |= v != zero
-            ks[g, c] = r
-            c += nonzero
-        counts[g] = c
+    if full < groups:   # the last, narrower group: value by value
+        counts[full] = pack_group_plain(A, rows, r0, r1, lo + full * MR, hi, ks[full], Ap[full])
+
+
+@jit(inline=True)
+def pack_group_plain(A, rows, r0, r1, c0, hi, ks, Ap):
+    """One group of pack_cols, each of its MR values moved and tested one by
+    one (columns past hi read as 0): Ap[t*MR + q] = A[rows[ks[t]], c0 + q]
+    for the kept r. Returns how many were kept. ks: (>= r1 - r0,) int32
+    Ap: (>= (r1 - r0) * MR,), both written."""
+    zero = A.dtype.type(0)
+    c = 0
+    for r in range(r0, r1):
+        nonzero = False
+        for q in range(MR):
+            v = A[rows[r], c0 + q] if c0 + q < hi else zero
+            Ap[c * MR + q] = v
+            nonzero |= v != zero
+        ks[c] = r
+        c += nonzero
+    return c
 
 
 @jit()
@@ -176,19 +184,8 @@ def pack_cols_plain(A, rows, r0, r1, lo, hi, ks, Ap, counts):
     """Variant 1 of pack_cols, each group's MR values moved and tested one by
     one (no move_group IR); same contract, validated and timed beside it in
     bench/test_bench_pack.py."""
-    groups = (hi - lo + MR - 1) // MR
-    zero = A.dtype.type(0)
-    for g in range(groups):
-        c0, c = lo + g * MR, 0
-        for r in range(r0, r1):
-            nonzero = False
-            for q in range(MR):
-                v = A[rows[r], c0 + q] if c0 + q < hi else zero
-                Ap[g, c * MR + q] = v
-                nonzero |= v != zero
-            ks[g, c] = r
-            c += nonzero
-        counts[g] = c
+    for g in range((hi - lo + MR - 1) // MR):
+        counts[g] = pack_group_plain(A, rows, r0, r1, lo + g * MR, hi, ks[g], Ap[g])
 
 
 @jit()
