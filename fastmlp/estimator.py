@@ -36,6 +36,19 @@ _OWN_PARAMS = ("backend", "early_stopping", "validation_fraction", "n_iter_no_ch
                "verbose")
 
 
+def stratified_order(targets, rng) -> np.ndarray:
+    """A random order of the rows in which every tail holds each class in
+    proportion (as scikit-learn's stratified split of a classifier's early
+    stopping): each row gets its random rank within its class, divided by
+    the class's size, and the rows are sorted by that. targets: (n,) int."""
+    order = rng.permutation(len(targets))
+    within = np.empty(len(targets))
+    for c in np.unique(targets):
+        rows = np.flatnonzero(targets[order] == c)
+        within[rows] = (np.arange(len(rows)) + rng.random()) / len(rows)
+    return order[np.argsort(within, kind="stable")]
+
+
 class MLPClassifier(ClassifierMixin, BaseEstimator):
     """A multilayer perceptron classifier trained by fastmlp's engine.
 
@@ -44,7 +57,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     backend: "numpy" (reference) or "numba" (compiled); None: $FASTMLP_BACKEND, else numpy.
     early_stopping, validation_fraction, n_iter_no_change, tol: as scikit-learn's
-        MLPClassifier: hold out a random validation_fraction of the rows, stop once
+        MLPClassifier: hold out a stratified validation_fraction of the rows, stop once
         validation accuracy has not improved by tol for more than n_iter_no_change
         epochs, and keep the best epoch's weights.
     random_state: int seed (default 0: same data, same seed, same backend ->
@@ -79,8 +92,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         classes = classes_of(labels)
         targets = encode(labels, classes)
         n_val, seed = self._validation_rows(len(X)), self._seed()
-        if n_val:  # the engine holds out the last rows: put a random sample there
-            order = np.random.default_rng([seed, 1]).permutation(len(X))
+        if n_val:  # the engine holds out the last rows: put a stratified sample there
+            order = stratified_order(targets, np.random.default_rng([seed, 1]))
             X, targets = X[order], targets[order]
         config = self._train_config(X.shape[1], self.epochs, validation=n_val, seed=seed)
         state = train.TrainState.fresh(config, n_inputs=X.shape[1], n_classes=len(classes))

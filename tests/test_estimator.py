@@ -184,8 +184,9 @@ def test_early_stopping_follows_sklearns_rule_and_keeps_the_best_epoch(mnist):
         best = max(best, score)
         assert (stalls > 2) == (epoch == len(scores))
     # the kept weights are the best epoch's: they score it on the held-out rows
-    # (the last ceil(0.1 n) of the estimator's permutation), the live ones moved on
-    held_out = np.random.default_rng([0, 1]).permutation(2000)[-200:]
+    # (the last ceil(0.1 n) of the estimator's stratified order), the live ones moved on
+    from fastmlp.estimator import stratified_order
+    held_out = stratified_order(y, np.random.default_rng([0, 1]))[-200:]
     assert clf.score(X[held_out], y[held_out]) == clf.best_validation_score_
     assert not np.array_equal(clf.model_.W[0], clf._state.model.W[0])
 
@@ -371,3 +372,14 @@ def test_works_without_sklearn():
     assert lines[0].startswith("unfitted: This MLPClassifier instance is not fitted yet")
     assert float(lines[1].split()[1]) > 0.9
     assert lines[2] == "MLPClassifier(augment="
+
+
+def test_the_early_stopping_rows_hold_each_class_in_proportion():
+    """As scikit-learn's own classifier: the held-out tail is stratified."""
+    from fastmlp.estimator import stratified_order
+    targets = np.repeat(np.arange(3), [700, 200, 100])
+    order = stratified_order(targets, np.random.default_rng(0))
+    assert sorted(order.tolist()) == list(range(1000))
+    for tail in (10, 100, 250):
+        counts = np.bincount(targets[order[-tail:]], minlength=3)
+        np.testing.assert_allclose(counts, np.array([0.7, 0.2, 0.1]) * tail, atol=1)
