@@ -20,12 +20,18 @@ import dataclasses
 import functools
 import gzip
 import hashlib
+import math
+import os
+import stat
+import struct
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from fastmlp.errors import FastmlpError
+from fastmlp.memory import require
+from fastmlp.safeio import kind, one_line, open_regular, os_problem, read_into_buffer
 
 # The data ships inside the package. A plain path next to this module is all
 # we need: setuptools installs package data as regular files (no zip imports).
@@ -57,92 +63,149 @@ _GZIP_MAGIC = b"\x1f\x8b"
 def _error(path, problem) -> FastmlpError:
     # The CLI prints the message as one line; exception texts from gzip/zlib
     # or odd paths must not break that.
-    return FastmlpError(f"{path}: {problem}".replace("\n", " "))
+    return one_line(path, problem)
 
 
-def _read_content(path) -> bytes:
-    """The file's bytes, gunzipped if they start with the gzip magic.
+@dataclasses.dataclass(frozen=True)
+class IdxHeader:
+    """An IDX header: the raw header bytes (hashed with the payload), the
+    dims, and the payload size they declare (a Python int: no overflow)."""
 
-    Sniffing the magic (not the suffix) means a gzip file without ".gz", or a
-    raw file that happens to be named ".gz", both still load.
-    """
+    raw: bytes
+    dims: tuple
+
+    @property
+    def payload_bytes(self) -> int:
+        return math.prod(self.dims)
+
+
+def _read_exact(path, stream, n: int) -> bytes:
+    """Up to ``n`` bytes of ``stream`` (fewer only at its end), gzip errors as FastmlpError."""
     try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise _error(path, "no such file") from None
-    except OSError as exc:
-        raise _error(path, f"cannot read file ({exc.strerror or exc})") from None
-    if data[:2] == _GZIP_MAGIC:
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise _error(path, f"corrupt gzip data ({exc})") from None
-    return data
+        return stream.read(n)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _error(path, f"corrupt gzip data ({exc})") from None
 
 
-def _parse_idx(path, data: bytes) -> np.ndarray:
-    """Decode IDX ``data`` (already decompressed) into a read-only uint8 array."""
-    if len(data) < 4:
-        raise _error(path, f"not an IDX file: header truncated ({len(data)} bytes, need at least 4)")
-    if data[0] != 0 or data[1] != 0:
-        raise _error(path, f"not an IDX file: first two bytes must be zero, got {data[:4].hex()}")
-    if data[2] != _UINT8_TYPE:
-        raise _error(path, f"unsupported IDX type code 0x{data[2]:02x} (only 0x08, unsigned byte, is supported)")
-    ndim = data[3]
+def _parse_header(path, stream) -> IdxHeader:
+    """Read and check the header from ``stream``; nothing beyond it is read."""
+    start = _read_exact(path, stream, 4)
+    if len(start) < 4:
+        raise _error(path, f"not an IDX file: header truncated ({len(start)} bytes, need at least 4)")
+    if start[0] != 0 or start[1] != 0:
+        raise _error(path, f"not an IDX file: first two bytes must be zero, got {start.hex()}")
+    if start[2] != _UINT8_TYPE:
+        raise _error(path, f"unsupported IDX type code 0x{start[2]:02x} (only 0x08, unsigned byte, is supported)")
+    ndim = start[3]
     if ndim == 0:
         raise _error(path, "IDX header declares 0 dimensions")
-    header_len = 4 + 4 * ndim
-    if len(data) < header_len:
-        raise _error(path, f"header truncated: declares {ndim} dimensions ({header_len} header bytes) "
-                           f"but the file has only {len(data)} bytes")
-    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    expected = 1
-    for d in dims:  # Python ints: no overflow for absurd headers
-        expected *= d
-    got = len(data) - header_len
-    if got < expected:
-        raise _error(path, f"truncated payload: dims {dims} need {expected} bytes, file has {got}")
-    if got > expected:
-        raise _error(path, f"trailing bytes: dims {dims} need {expected} bytes, file has {got}")
-    # Zero-copy view over the bytes object, hence read-only.
-    return np.frombuffer(data, dtype=np.uint8, offset=header_len).reshape(dims)
+    rest = _read_exact(path, stream, 4 * ndim)
+    if len(rest) < 4 * ndim:
+        raise _error(path, f"header truncated: declares {ndim} dimensions ({4 + 4 * ndim} header bytes) "
+                           f"but the file has only {4 + len(rest)} bytes")
+    return IdxHeader(start + rest, struct.unpack(f">{ndim}I", rest))
+
+
+def _read_payload(path, stream, header: IdxHeader, compressed: bool) -> bytearray:
+    """Exactly the payload the header declares, read into one buffer, then
+    one byte more to prove the file ends there (and, for gzip, to reach the
+    end of the stream, where the CRC is checked)."""
+    expected = header.payload_bytes
+    try:
+        payload = read_into_buffer(stream, expected)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _error(path, f"corrupt gzip data ({exc})") from None
+    if len(payload) < expected:
+        raise _error(path, f"truncated payload: dims {header.dims} need {expected} bytes, "
+                           f"file has {len(payload)}")
+    if _read_exact(path, stream, 1):
+        what = "decompressed data continue" if compressed else "file continues"
+        raise _error(path, f"trailing bytes: dims {header.dims} need {expected} bytes, the {what} beyond them")
+    return payload
+
+
+def _read_content(path, bytes_per_value: int) -> tuple[IdxHeader, bytearray]:
+    """The header and payload of an IDX file, gunzipped if it starts with the
+    gzip magic, reading no more than the header declares.
+
+    Sniffing the magic (not the suffix) means a gzip file without ".gz", or a
+    raw file that happens to be named ".gz", both still load. The payload is
+    refused before it is read if ``bytes_per_value`` bytes per value (the
+    file's bytes plus what the caller makes of them) would not fit in memory,
+    and, for a raw file, if the file's size disagrees with the header.
+    """
+    f, size = open_regular(path, "IDX file")
+    with f:
+        compressed = f.read(2) == _GZIP_MAGIC
+        f.seek(0)
+        stream = gzip.GzipFile(fileobj=f, mode="rb") if compressed else f
+        header = _parse_header(path, stream)
+        if not compressed:
+            got = size - len(header.raw)
+            if got < header.payload_bytes:
+                raise _error(path, f"truncated payload: dims {header.dims} need "
+                                   f"{header.payload_bytes} bytes, file has {got}")
+            if got > header.payload_bytes:
+                raise _error(path, f"trailing bytes: dims {header.dims} need "
+                                   f"{header.payload_bytes} bytes, file has {got}")
+        require(header.payload_bytes * bytes_per_value, f"{path}: dims {header.dims}")
+        return header, _read_payload(path, stream, header, compressed)
+
+
+def _parse_idx(header: IdxHeader, payload: bytearray) -> np.ndarray:
+    """The payload as a read-only uint8 array of the header's dims."""
+    array = np.frombuffer(payload, dtype=np.uint8).reshape(header.dims)
+    array.flags.writeable = False
+    return array
 
 
 def read_idx(path) -> np.ndarray:
     """Read a raw or gzipped IDX file of unsigned bytes.
 
     Returns a read-only ``uint8`` array whose shape is the header's dims.
-    Raises :class:`FastmlpError` ("<path>: <problem>") for a missing or
-    unreadable file, corrupt gzip, or any header/payload inconsistency.
+    Raises :class:`FastmlpError` ("<path>: <problem>") for a missing,
+    unreadable or non-regular file, corrupt gzip, a payload that would not
+    fit in memory, or any header/payload inconsistency.
     """
-    return _parse_idx(path, _read_content(path))
+    return _parse_idx(*_read_content(path, bytes_per_value=1))
 
 
-def _read_verified(path, expected_sha256, magic) -> tuple[np.ndarray, str]:
+def _read_verified(path, expected_sha256, magic, bytes_per_value) -> tuple[np.ndarray, str]:
     """Read, hash and parse one file in a single pass; returns (array, sha256 hex)."""
-    data = _read_content(path)
-    digest = hashlib.sha256(data).hexdigest()
+    header, payload = _read_content(path, bytes_per_value)
+    digest = hashlib.sha256(header.raw)
+    digest.update(payload)
+    digest = digest.hexdigest()
     # Check the hash before parsing: for the shipped data "corrupt" is the
     # root cause, whatever structural symptom the parser would report.
     if expected_sha256 is not None and digest != expected_sha256.lower():
         raise _error(path, f"SHA-256 mismatch (expected {expected_sha256}, got {digest}); "
                            "the file is corrupt or not the shipped MNIST")
-    array = _parse_idx(path, data)
+    array = _parse_idx(header, payload)
     found = (_UINT8_TYPE << 8) | array.ndim  # parse already enforced 00 00 08
     if found != magic:
         kinds = {IMAGES_MAGIC: "images", LABELS_MAGIC: "labels"}
         hint = f", an IDX {kinds[found]} file" if found in kinds else ""
         raise _error(path, f"wrong magic number 0x{found:08x} ({found}{hint}); "
                            f"expected 0x{magic:08x} ({magic}, {kinds[magic]})")
+    if array.shape[0] == 0:
+        raise _error(path, f"holds no {'images' if magic == IMAGES_MAGIC else 'labels'} (dims {array.shape})")
+    if magic == IMAGES_MAGIC and 0 in array.shape:
+        raise _error(path, f"images have zero size ({array.shape[1]}x{array.shape[2]})")
     return array, digest
 
 
+# Bytes of memory per value read: the file's byte, plus the float32 pixel
+# (Dataset.X_*) or int64 label made of it.
+_IMAGE_BYTES, _LABEL_BYTES = 1 + 4, 1 + 8
+
+
 def _images(path, expected_sha256=None) -> tuple[np.ndarray, str]:
-    return _read_verified(path, expected_sha256, IMAGES_MAGIC)
+    return _read_verified(path, expected_sha256, IMAGES_MAGIC, _IMAGE_BYTES)
 
 
 def _labels(path, expected_sha256=None) -> tuple[np.ndarray, str]:
-    labels, digest = _read_verified(path, expected_sha256, LABELS_MAGIC)
+    labels, digest = _read_verified(path, expected_sha256, LABELS_MAGIC, _LABEL_BYTES)
     bad = np.flatnonzero(labels > 9)
     if bad.size:
         i = int(bad[0])
@@ -213,6 +276,7 @@ class Dataset:
         dt = _check_dtype(dtype)
         if self.X_train.dtype == dt:
             return self
+        require((self.X_train.size + self.X_test.size) * dt.itemsize, f"{self.source} as {dt}")
         return dataclasses.replace(self, X_train=_frozen(self.X_train.astype(dt)),
                                    X_test=_frozen(self.X_test.astype(dt)))
 
@@ -225,8 +289,15 @@ def _find_file(directory: Path, name: str) -> Path:
     # Prefer the .gz: that is how MNIST and Debian's Fashion-MNIST are
     # distributed, and a stray raw copy next to it is likelier to be partial.
     for candidate in (directory / f"{name}.gz", directory / name):
-        if candidate.is_file():
-            return candidate
+        try:
+            info = os.stat(candidate)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # a symlink loop, a directory we may not search
+            raise _error(candidate, os_problem(exc)) from None
+        if not stat.S_ISREG(info.st_mode):
+            raise _error(candidate, f"is {kind(info.st_mode)}, not an IDX file")
+        return candidate
     expected = ", ".join(FILE_NAMES.values())
     raise FastmlpError(f"{directory}: missing {name} (or {name}.gz); expected the files {expected}, each raw or .gz")
 
@@ -243,9 +314,14 @@ SHIPPED_SOURCE = "MNIST (shipped with fastmlp)"
 
 
 def _load(directory: Path, verify: bool) -> Dataset:
-    if not directory.is_dir():
-        problem = "not a directory" if directory.exists() else "no such directory"
-        raise FastmlpError(f"{directory}: {problem}")
+    try:
+        info = os.stat(directory)
+    except FileNotFoundError:
+        raise _error(directory, "no such directory") from None
+    except OSError as exc:
+        raise _error(directory, os_problem(exc)) from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise _error(directory, "not a directory")
     paths = {key: _find_file(directory, name) for key, name in FILE_NAMES.items()}
     expected = {key: MNIST_SHA256[name] if verify else None for key, name in FILE_NAMES.items()}
 
@@ -303,6 +379,7 @@ def load_dataset(directory=None, dtype=np.float32) -> Dataset:
     float32 values widened exactly.
     """
     dt = _check_dtype(dtype)
-    if directory is None or Path(directory).resolve() == MNIST_DIR:
+    # realpath, not Path.resolve: it never raises (a symlink loop is reported by _load).
+    if directory is None or Path(os.path.realpath(directory)) == MNIST_DIR:
         return _load_shipped(dt)
     return _load(Path(directory), verify=False).with_dtype(dt)
