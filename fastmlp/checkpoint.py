@@ -132,7 +132,7 @@ def _fsync_directory(directory: Path) -> None:
 
 # |weight| above this is garbage, not a trained value: fastmlp's He-initialised,
 # weight-decayed layers stay far below 10 (the pretrained model's largest is
-# under 2), and it leaves logits finite in float32 for any plausible depth.
+# 2.1), and it leaves logits finite in float32 for any plausible depth.
 MAX_ABS_PARAMETER = 1e6
 # Characters of the metadata string: a history record is ~200, so this is
 # room for ~40,000 epochs; a ~32 MB string in memory (NumPy stores UCS-4).

@@ -42,7 +42,7 @@ def kind(mode: int) -> str:
 def os_problem(exc: OSError, verb: str = "read") -> str:
     """The words for an OSError from opening or reading a user's path."""
     if exc.errno == errno.ENOENT:
-        return "no such file"
+        return "no such file (not found)"
     if exc.errno in (errno.EACCES, errno.EPERM):
         return "permission denied"
     if exc.errno == errno.ELOOP:

@@ -15,7 +15,7 @@ from fastmlp.checkpoint import Checkpoint
 from fastmlp.errors import FastmlpError
 from fastmlp.evaluate import accuracy
 from fastmlp.metadata import CONFIG
-from fastmlp.model import DEFAULT_HIDDEN, MLP, N_INPUTS, parse_hidden
+from fastmlp.model import DEFAULT_HIDDEN, MLP, N_CLASSES, N_INPUTS, parameter_count, parse_hidden
 from fastmlp.memory import require
 from fastmlp.optim import SLOTS, OptimizerConfig, OptimizerState, init_state
 from fastmlp.schedules import learning_rates
@@ -266,18 +266,13 @@ def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
     return "done"
 
 
-def parameter_count(sizes) -> int:
-    """Weights and biases of an MLP with these layer sizes (exact Python int)."""
-    return sum(fan_in * fan_out + fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:]))
-
-
 def check_memory(config: TrainConfig, n: int) -> None:
     """Refuse, with the figure, a run whose large arrays would not fit: the
     learning-rate schedule (8 bytes a step), the parameters with their
     gradients, optimizer slots, SWA average and a copy being saved, the
     activations and deltas of a batch, and the augmented copy of X."""
     itemsize = np.dtype(config.dtype).itemsize
-    sizes = (N_INPUTS, *config.hidden, 10)
+    sizes = (N_INPUTS, *config.hidden, N_CLASSES)
     copies = 3 + len(SLOTS[config.optimizer]) + (config.swa_start is not None)
     total = (8 * steps_per_epoch(n, config.batch_size) * config.epochs
              + copies * parameter_count(sizes) * itemsize
