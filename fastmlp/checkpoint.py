@@ -17,7 +17,7 @@ from fastmlp import __version__
 from fastmlp.errors import FastmlpError
 from fastmlp.memory import require
 from fastmlp.metadata import CHECKSUMS_SINCE, FILE, FORMAT, FORMAT_VERSION, check_fields
-from fastmlp.model import MLP
+from fastmlp.model import MLP, N_CLASSES
 from fastmlp.optim import OptimizerState
 from fastmlp.safeio import check_output, open_regular, read_into_buffer, target_lock, temp_name
 INPUT_SCALING = "pixel / 255 in [0, 1], not mean-subtracted"
@@ -264,6 +264,9 @@ def _check_meta(path, meta) -> None:
         raise FastmlpError(f"{path}: format version {version} is newer than this fastmlp "
                            f"reads ({FORMAT_VERSION}); upgrade fastmlp")
     check_fields(FILE, meta, f"{path}: metadata")
+    if meta["sizes"][-1] != N_CLASSES:
+        raise FastmlpError(f"{path}: metadata sizes {meta['sizes']}: a digit classifier has "
+                           f"{N_CLASSES} outputs, not {meta['sizes'][-1]}")
     if meta["format_version"] >= CHECKSUMS_SINCE and "checksums" not in meta:
         raise FastmlpError(f"{path}: metadata of format {meta['format_version']} lacks checksums")
 
