@@ -16,7 +16,7 @@ import numpy as np
 from fastmlp import __version__
 from fastmlp.errors import FastmlpError
 from fastmlp.memory import require
-from fastmlp.metadata import CHECKSUMS_SINCE, FILE, FORMAT, FORMAT_VERSION, check_fields
+from fastmlp.metadata import CHECKSUMS_SINCE, FILE, FORMAT, FORMAT_VERSION
 from fastmlp.model import MLP, N_CLASSES
 from fastmlp.optim import OptimizerState
 from fastmlp.safeio import check_output, open_regular, read_into_buffer, target_lock, temp_name
@@ -263,7 +263,7 @@ def _check_meta(path, meta) -> None:
     if _is_int(version) and version > FORMAT_VERSION:
         raise FastmlpError(f"{path}: format version {version} is newer than this fastmlp "
                            f"reads ({FORMAT_VERSION}); upgrade fastmlp")
-    check_fields(FILE, meta, f"{path}: metadata")
+    FILE.check(meta, f"{path}: metadata")
     if meta["sizes"][-1] != N_CLASSES:
         raise FastmlpError(f"{path}: metadata sizes {meta['sizes']}: a digit classifier has "
                            f"{N_CLASSES} outputs, not {meta['sizes'][-1]}")

@@ -46,6 +46,15 @@ def main(argv=None) -> int:
             return 0
 
 
+def entry() -> int:
+    """The ``fastmlp`` command (and ``python -m fastmlp``): main() with Ctrl-C
+    ignored once it returns. main restores the handler it found, so a Ctrl-C
+    that arrives while the interpreter shuts down (after "interrupted ...
+    saved") is ignored instead of turning exit 130 into death by SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return main()
+
+
 def _exit_interrupted(signum, frame):
     # A Ctrl-C while the first one is being handled: leave now, as 130. The
     # target of a write in progress is intact (atomic_write); its temporary

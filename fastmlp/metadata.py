@@ -7,9 +7,11 @@ its own fields against ``CONFIG``, the entry both of those hold. So a value
 ``fastmlp train`` would refuse as a flag is refused in a file too, and is
 then reported as the file's field, not as a flag the user never typed.
 
-A spec's ``problem(value)`` is None for a valid value, else why it is not
-("must be at least 1"); ``check`` raises the one-line FastmlpError
-"<label> <value>: <problem>".
+A spec's ``locate(value)`` is None for a valid value, else the path to the
+first bad value inside it and why it is bad ("must be at least 1");
+``check`` raises that as the one-line FastmlpError
+"<label><path> <bad value>: <problem>", e.g.
+"m.npz: metadata.config.hidden[0] 'x': is not an integer".
 """
 
 from __future__ import annotations
@@ -32,15 +34,30 @@ MAX_TEXT = 4096  # characters of any string field (a path, a spec)
 
 
 class Spec:
-    """A JSON value's type and range."""
+    """A JSON value's type and range. Leaf specs define ``problem``;
+    containers define ``locate``, which finds the first bad value inside."""
 
     def problem(self, value) -> str | None:
-        raise NotImplementedError
+        found = self.locate(value)
+        return None if found is None else found[1]
+
+    def locate(self, value) -> tuple[tuple, str] | None:
+        """(path to the first bad value: keys and indices, what is wrong), or None."""
+        problem = self.problem(value)
+        return None if problem is None else ((), problem)
 
     def check(self, value, label: str) -> None:
-        problem = self.problem(value)
-        if problem is not None:
-            raise FastmlpError(" ".join(f"{label} {_short(value)}: {problem}".split()))
+        """Raise "<label><path> <bad value>: <problem>" (one line) if ``value`` is invalid."""
+        found = self.locate(value)
+        if found is None:
+            return
+        path, problem = found
+        leaf = value
+        for step in path:
+            leaf = leaf[step]
+        where = "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in path)
+        shown = "" if isinstance(leaf, dict) else f" {_short(leaf)}"
+        raise FastmlpError(" ".join(f"{label}{where}{shown}: {problem}".split()))
 
 
 def _short(value) -> str:
@@ -127,8 +144,8 @@ class Maybe(Spec):
 
     spec: Spec
 
-    def problem(self, value):
-        return None if value is None else self.spec.problem(value)
+    def locate(self, value):
+        return None if value is None else self.spec.locate(value)
 
 
 @dataclass(frozen=True)
@@ -137,15 +154,15 @@ class List(Spec):
     min_len: int = 0
     max_len: int = 10**6
 
-    def problem(self, value):
+    def locate(self, value):
         if not isinstance(value, list):
-            return "is not a JSON array"
+            return (), "is not a JSON array"
         if not self.min_len <= len(value) <= self.max_len:
-            return f"must have {self.min_len} to {self.max_len} entries, has {len(value)}"
+            return (), f"must have {self.min_len} to {self.max_len} entries, has {len(value)}"
         for i, item in enumerate(value):
-            problem = self.item.problem(item)
-            if problem is not None:
-                return f"has entry {i} {_short(item)} that {problem}"
+            found = self.item.locate(item)
+            if found is not None:
+                return (i, *found[0]), found[1]
         return None
 
 
@@ -158,30 +175,22 @@ class Obj(Spec):
     required: frozenset = frozenset()
     open: bool = False
 
-    def first_problem(self, value) -> tuple[str | None, str] | None:
-        """(field or None for the object itself, what is wrong), or None if valid."""
+    def locate(self, value):
         if not isinstance(value, dict):
-            return None, "is not a JSON object"
+            return (), "is not a JSON object"
         missing = sorted(self.required - value.keys())
         if missing:
-            return None, f"lacks {', '.join(missing)}"
+            return (), f"lacks {', '.join(missing)}"
         if not self.open:
             extra = sorted(value.keys() - self.fields.keys())
             if extra:
-                return None, f"has unknown keys {', '.join(map(str, extra))[:200]}"
+                return (), f"has unknown keys {', '.join(map(str, extra))[:200]}"
         for key, spec in self.fields.items():
             if key in value:
-                problem = spec.problem(value[key])
-                if problem is not None:
-                    return key, problem
+                found = spec.locate(value[key])
+                if found is not None:
+                    return (key, *found[0]), found[1]
         return None
-
-    def problem(self, value):
-        found = self.first_problem(value)
-        if found is None:
-            return None
-        key, problem = found
-        return problem if key is None else f"has {key} {_short(value[key])} that {problem}"
 
     def with_required(self, *names) -> "Obj":
         return Obj(self.fields, self.required | frozenset(names), self.open)
@@ -242,20 +251,10 @@ FILE = Obj({
 RESUMABLE = FILE.with_required("config", "progress", "optimizer", "history")
 
 
-def check_fields(spec: Obj, meta, label: str) -> None:
-    """``spec``'s check, naming the field at fault: "<label>.<field> <value>: <problem>"."""
-    found = spec.first_problem(meta)
-    if found is not None:
-        key, problem = found
-        if key is None:
-            raise FastmlpError(f"{label}: {problem}")
-        raise FastmlpError(" ".join(f"{label}.{key} {_short(meta[key])}: {problem}".split()))
-
-
 def check_resumable(meta: dict, label: str) -> None:
     """What a resumed run relies on beyond each field's own range: the fields
     agree with each other and with the arrays (``sizes``, ``dtype``)."""
-    check_fields(RESUMABLE, meta, label)
+    RESUMABLE.check(meta, label)
     config, progress, optimizer = meta["config"], meta["progress"], meta["optimizer"]
     name = config.get("optimizer", "momentum")
     if sorted(optimizer["slots"]) != sorted(SLOTS.get(name, ())):
