@@ -79,11 +79,13 @@ def read_regular(path, limit: int, what: str = "file") -> bytes:
         if size > limit:
             raise one_line(path, f"is {size} bytes, larger than the {limit} bytes a {what} may have")
         try:
-            data = f.read(limit + 1)  # +1: a file that grew while we read is caught too
+            # size + 1, not limit + 1: read() allocates what it is asked for
+            # up front. The +1 catches a file that grew since fstat.
+            data = f.read(size + 1)
         except OSError as exc:
             raise one_line(path, os_problem(exc)) from None
-    if len(data) > limit:
-        raise one_line(path, f"grew past the {limit} bytes a {what} may have while being read")
+    if len(data) > size:
+        raise one_line(path, f"grew while being read (from {size} bytes); read it again when it is complete")
     return data
 
 

@@ -83,14 +83,25 @@ def npy_bytes(descr: str, shape: tuple, payload: bytes, fortran=False) -> bytes:
 
 def members(path: Path) -> dict:
     """{member name: raw bytes} of a zip."""
-    with zipfile.ZipFile(path) as z:
+    return members_of_bytes(Path(path).read_bytes())
+
+
+def members_of_bytes(data: bytes) -> dict:
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
         return {info.filename: z.read(info) for info in z.infolist()}
 
 
-def write_members(path: Path, content: dict, compression=zipfile.ZIP_STORED) -> Path:
-    with zipfile.ZipFile(path, "w", compression) as z:
+def zip_bytes(content: dict, compression=zipfile.ZIP_STORED) -> bytes:
+    """A zip of {member name: bytes}, CRCs valid (an edit, not a disk error)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as z:
         for name, data in content.items():
             z.writestr(name, data)
+    return buffer.getvalue()
+
+
+def write_members(path: Path, content: dict, compression=zipfile.ZIP_STORED) -> Path:
+    path.write_bytes(zip_bytes(content, compression))
     return path
 
 
