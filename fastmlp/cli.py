@@ -513,6 +513,8 @@ def _run_gradcheck(args) -> int:
         raise FastmlpError(f"--dtype {args.dtype}: must be one of {', '.join(DTYPES)}")
     if args.batch_size < 1 or args.entries < 1:
         raise FastmlpError("--batch-size and --entries must be positive")
+    if args.seed < 0:
+        raise FastmlpError(f"--seed {args.seed}: must be at least 0")
     names = [n.strip() for n in args.backends.split(",") if n.strip()]
     if not names:
         raise FastmlpError(f"--backends {args.backends!r}: name at least one backend, e.g. numpy,numba")

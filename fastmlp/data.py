@@ -16,6 +16,7 @@ silently misread data set shows up much later as a model that will not learn.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import gzip
@@ -124,15 +125,33 @@ def _read_payload(path, stream, header: IdxHeader, compressed: bool) -> bytearra
     return payload
 
 
-def _read_content(path, bytes_per_value: int) -> tuple[IdxHeader, bytearray]:
-    """The header and payload of an IDX file, gunzipped if it starts with the
-    gzip magic, reading no more than the header declares.
+@dataclasses.dataclass(frozen=True)
+class IdxFile:
+    """An open IDX file whose header has been read and checked; ``stream``
+    is positioned at the payload (decompressing, if ``compressed``)."""
+
+    path: object
+    stream: object
+    header: IdxHeader
+    compressed: bool
+
+
+_KINDS = {IMAGES_MAGIC: "images", LABELS_MAGIC: "labels"}
+# Bytes of memory per value read: the file's byte, plus the float32 pixel
+# (Dataset.X_*) or int64 label made of it.
+_BYTES_PER_VALUE = {None: 1, IMAGES_MAGIC: 1 + 4, LABELS_MAGIC: 1 + 8}
+
+
+@contextlib.contextmanager
+def _opened(path, magic=None):
+    """Open ``path``, gunzipping if it starts with the gzip magic, and read
+    its header only; yield an IdxFile. With ``magic``, the header must
+    declare that kind of file and at least one image (label).
 
     Sniffing the magic (not the suffix) means a gzip file without ".gz", or a
-    raw file that happens to be named ".gz", both still load. The payload is
-    refused before it is read if ``bytes_per_value`` bytes per value (the
-    file's bytes plus what the caller makes of them) would not fit in memory,
-    and, for a raw file, if the file's size disagrees with the header.
+    raw file that happens to be named ".gz", both still load. A raw file
+    whose size disagrees with its header is refused here, before any payload
+    is read; a gzip file's payload is read only as far as the header says.
     """
     f, size = open_regular(path, "IDX file")
     with f:
@@ -140,6 +159,8 @@ def _read_content(path, bytes_per_value: int) -> tuple[IdxHeader, bytearray]:
         f.seek(0)
         stream = gzip.GzipFile(fileobj=f, mode="rb") if compressed else f
         header = _parse_header(path, stream)
+        if magic is not None:
+            _check_kind(path, header.dims, magic)
         if not compressed:
             got = size - len(header.raw)
             if got < header.payload_bytes:
@@ -148,15 +169,53 @@ def _read_content(path, bytes_per_value: int) -> tuple[IdxHeader, bytearray]:
             if got > header.payload_bytes:
                 raise _error(path, f"trailing bytes: dims {header.dims} need "
                                    f"{header.payload_bytes} bytes, file has {got}")
-        require(header.payload_bytes * bytes_per_value, f"{path}: dims {header.dims}")
-        return header, _read_payload(path, stream, header, compressed)
+        yield IdxFile(path, stream, header, compressed)
 
 
-def _parse_idx(header: IdxHeader, payload: bytearray) -> np.ndarray:
-    """The payload as a read-only uint8 array of the header's dims."""
-    array = np.frombuffer(payload, dtype=np.uint8).reshape(header.dims)
+def _check_kind(path, dims: tuple, magic: int) -> None:
+    found = (_UINT8_TYPE << 8) | len(dims)  # _parse_header already enforced 00 00 08
+    if found != magic:
+        hint = f", an IDX {_KINDS[found]} file" if found in _KINDS else ""
+        raise _error(path, f"wrong magic number 0x{found:08x} ({found}{hint}); "
+                           f"expected 0x{magic:08x} ({magic}, {_KINDS[magic]})")
+    if dims[0] == 0:
+        raise _error(path, f"holds no {_KINDS[magic]} (dims {dims})")
+    if magic == IMAGES_MAGIC and 0 in dims:
+        raise _error(path, f"images have zero size ({dims[1]}x{dims[2]})")
+
+
+def _read_array(idx: IdxFile, expected_sha256=None) -> tuple[np.ndarray, str]:
+    """The payload of an opened file as a read-only uint8 array of its dims,
+    and the SHA-256 hex of header and payload (the decompressed content),
+    checked against ``expected_sha256`` if given."""
+    payload = _read_payload(idx.path, idx.stream, idx.header, idx.compressed)
+    digest = hashlib.sha256(idx.header.raw)
+    digest.update(payload)
+    digest = digest.hexdigest()
+    if expected_sha256 is not None and digest != expected_sha256.lower():
+        raise _error(idx.path, f"SHA-256 mismatch (expected {expected_sha256}, got {digest}); "
+                               "the file is corrupt or not the shipped MNIST")
+    array = np.frombuffer(payload, dtype=np.uint8).reshape(idx.header.dims)
     array.flags.writeable = False
-    return array
+    return array, digest
+
+
+def _read_file(path, magic=None, expected_sha256=None) -> tuple[np.ndarray, str]:
+    """One file, refused before its payload is read if it would not fit in memory."""
+    with _opened(path, magic) as idx:
+        require(idx.header.payload_bytes * _BYTES_PER_VALUE[magic], f"{path}: dims {idx.header.dims}")
+        array, digest = _read_array(idx, expected_sha256)
+    if magic == LABELS_MAGIC:
+        _check_labels(path, array)
+    return array, digest
+
+
+def _check_labels(path, labels: np.ndarray) -> None:
+    bad = np.flatnonzero(labels > 9)
+    if bad.size:
+        i = int(bad[0])
+        raise _error(path, f"label {labels[i]} at index {i} is out of range 0..9 "
+                           f"({bad.size} bad label{'s' if bad.size > 1 else ''})")
 
 
 def read_idx(path) -> np.ndarray:
@@ -167,51 +226,7 @@ def read_idx(path) -> np.ndarray:
     unreadable or non-regular file, corrupt gzip, a payload that would not
     fit in memory, or any header/payload inconsistency.
     """
-    return _parse_idx(*_read_content(path, bytes_per_value=1))
-
-
-def _read_verified(path, expected_sha256, magic, bytes_per_value) -> tuple[np.ndarray, str]:
-    """Read, hash and parse one file in a single pass; returns (array, sha256 hex)."""
-    header, payload = _read_content(path, bytes_per_value)
-    digest = hashlib.sha256(header.raw)
-    digest.update(payload)
-    digest = digest.hexdigest()
-    # Check the hash before parsing: for the shipped data "corrupt" is the
-    # root cause, whatever structural symptom the parser would report.
-    if expected_sha256 is not None and digest != expected_sha256.lower():
-        raise _error(path, f"SHA-256 mismatch (expected {expected_sha256}, got {digest}); "
-                           "the file is corrupt or not the shipped MNIST")
-    array = _parse_idx(header, payload)
-    found = (_UINT8_TYPE << 8) | array.ndim  # parse already enforced 00 00 08
-    if found != magic:
-        kinds = {IMAGES_MAGIC: "images", LABELS_MAGIC: "labels"}
-        hint = f", an IDX {kinds[found]} file" if found in kinds else ""
-        raise _error(path, f"wrong magic number 0x{found:08x} ({found}{hint}); "
-                           f"expected 0x{magic:08x} ({magic}, {kinds[magic]})")
-    if array.shape[0] == 0:
-        raise _error(path, f"holds no {'images' if magic == IMAGES_MAGIC else 'labels'} (dims {array.shape})")
-    if magic == IMAGES_MAGIC and 0 in array.shape:
-        raise _error(path, f"images have zero size ({array.shape[1]}x{array.shape[2]})")
-    return array, digest
-
-
-# Bytes of memory per value read: the file's byte, plus the float32 pixel
-# (Dataset.X_*) or int64 label made of it.
-_IMAGE_BYTES, _LABEL_BYTES = 1 + 4, 1 + 8
-
-
-def _images(path, expected_sha256=None) -> tuple[np.ndarray, str]:
-    return _read_verified(path, expected_sha256, IMAGES_MAGIC, _IMAGE_BYTES)
-
-
-def _labels(path, expected_sha256=None) -> tuple[np.ndarray, str]:
-    labels, digest = _read_verified(path, expected_sha256, LABELS_MAGIC, _LABEL_BYTES)
-    bad = np.flatnonzero(labels > 9)
-    if bad.size:
-        i = int(bad[0])
-        raise _error(path, f"label {labels[i]} at index {i} is out of range 0..9 "
-                           f"({bad.size} bad label{'s' if bad.size > 1 else ''})")
-    return labels, digest
+    return _read_file(path)[0]
 
 
 def load_images(path, expected_sha256=None) -> np.ndarray:
@@ -220,7 +235,7 @@ def load_images(path, expected_sha256=None) -> np.ndarray:
     If ``expected_sha256`` is given, the SHA-256 of the decompressed bytes
     must equal it.
     """
-    return _images(path, expected_sha256)[0]
+    return _read_file(path, IMAGES_MAGIC, expected_sha256)[0]
 
 
 def load_labels(path, expected_sha256=None) -> np.ndarray:
@@ -229,7 +244,7 @@ def load_labels(path, expected_sha256=None) -> np.ndarray:
     If ``expected_sha256`` is given, the SHA-256 of the decompressed bytes
     must equal it.
     """
-    return _labels(path, expected_sha256)[0]
+    return _read_file(path, LABELS_MAGIC, expected_sha256)[0]
 
 
 def _check_dtype(dtype) -> np.dtype:
@@ -324,23 +339,20 @@ def _load(directory: Path, verify: bool) -> Dataset:
         raise _error(directory, "not a directory")
     paths = {key: _find_file(directory, name) for key, name in FILE_NAMES.items()}
     expected = {key: MNIST_SHA256[name] if verify else None for key, name in FILE_NAMES.items()}
+    magics = {key: IMAGES_MAGIC if key.endswith("images") else LABELS_MAGIC for key in FILE_NAMES}
 
-    arrays, digests = {}, {}
-    for key, path in paths.items():
-        reader = _images if key.endswith("images") else _labels
-        arrays[key], digests[key] = reader(path, expected[key])
-
-    for split in ("train", "test"):
-        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if images.shape[0] != labels.shape[0]:
-            raise FastmlpError(
-                f"{paths[f'{split}_images']} has {images.shape[0]} images but "
-                f"{paths[f'{split}_labels']} has {labels.shape[0]} labels; the counts must match")
-    train_size, test_size = arrays["train_images"].shape[1:], arrays["test_images"].shape[1:]
-    if train_size != test_size:
-        raise FastmlpError(
-            f"{paths['train_images']} has {train_size[0]}x{train_size[1]} images but "
-            f"{paths['test_images']} has {test_size[0]}x{test_size[1]}; train and test sizes must match")
+    # All four headers first: counts and sizes that disagree, or a data set
+    # that would not fit, are refused before any payload is read.
+    with contextlib.ExitStack() as stack:
+        files = {key: stack.enter_context(_opened(path, magics[key])) for key, path in paths.items()}
+        _check_split(paths, {key: idx.header.dims for key, idx in files.items()})
+        require(sum(idx.header.payload_bytes * _BYTES_PER_VALUE[magics[key]] for key, idx in files.items()),
+                f"{directory}: the data set")
+        arrays, digests = {}, {}
+        for key, idx in files.items():
+            arrays[key], digests[key] = _read_array(idx, expected[key])
+    for key in ("train_labels", "test_labels"):
+        _check_labels(paths[key], arrays[key])
 
     checksum = hashlib.sha256("".join(digests[k] for k in FILE_NAMES).encode("ascii")).hexdigest()
     return Dataset(
@@ -351,6 +363,21 @@ def _load(directory: Path, verify: bool) -> Dataset:
         source=SHIPPED_SOURCE if verify else str(directory),
         checksum=checksum,
     )
+
+
+def _check_split(paths: dict, dims: dict) -> None:
+    """Images and labels of a split agree in number; train and test images in size."""
+    for split in ("train", "test"):
+        images, labels = dims[f"{split}_images"], dims[f"{split}_labels"]
+        if images[0] != labels[0]:
+            raise FastmlpError(
+                f"{paths[f'{split}_images']} has {images[0]} images but "
+                f"{paths[f'{split}_labels']} has {labels[0]} labels; the counts must match")
+    train_size, test_size = dims["train_images"][1:], dims["test_images"][1:]
+    if train_size != test_size:
+        raise FastmlpError(
+            f"{paths['train_images']} has {train_size[0]}x{train_size[1]} images but "
+            f"{paths['test_images']} has {test_size[0]}x{test_size[1]}; train and test sizes must match")
 
 
 @functools.lru_cache(maxsize=None)

@@ -90,13 +90,25 @@ def test_gzip_inflating_past_its_header_is_read_only_as_far_as_declared(tmp_path
 
 def test_idx_header_declaring_more_than_memory_is_refused_before_reading(tmp_path):
     directory = hostile.write_dataset(tmp_path / "d")
-    huge = hostile.idx_header((60_000_000, 280, 280))  # 4.7 TB
-    (directory / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(huge + bytes(1000)))
-    assert_bounded(hostile.run_limited(["evaluate", "--data", directory, "x.npz"], ADDRESS_SPACE),
-                   "x.npz")  # the model is read first: it is missing
+    n = 4_000_000_000  # 2.9 TiB of 28x28 images, and as many labels
+    (directory / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(hostile.idx_header((n, 28, 28)) + bytes(1000)))
+    (directory / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(hostile.idx_header((n,)) + bytes(1000)))
     outcome = hostile.run_limited(["train", "--data", directory, "--out", tmp_path / "m.npz"],
                                   ADDRESS_SPACE)
-    assert_bounded(outcome, "train-images", "memory")
+    assert_bounded(outcome, str(directory), "the data set needs about", "TiB")
+
+
+def test_counts_that_disagree_are_refused_before_any_payload_is_read(tmp_path):
+    """2 GiB of images that really follow their header, with 20 labels: a
+    valid-looking file the budget would let through without a limit. All
+    four headers are read first, so the mismatch ends the run unread."""
+    directory = hostile.write_dataset(tmp_path / "d")
+    n = 2**31 // 784
+    hostile.gzip_bomb(directory / "train-images-idx3-ubyte.gz", hostile.idx_header((n, 28, 28)), n * 784)
+    outcome = hostile.run_limited(["train", "--data", directory, "--out", tmp_path / "m.npz"], None)
+    assert outcome.returncode == 2
+    one_line_error(outcome.stderr, f"{n} images", "20 labels")
+    assert outcome.peak_rss < 400 * 2**20, outcome.peak_rss
 
 
 def test_raw_idx_whose_size_disagrees_with_its_header_is_refused_unread(tmp_path):
@@ -437,6 +449,7 @@ def test_every_listed_format_still_opens(tmp_path, fmt):
     (["gradcheck", "--hidden", "100000,100000"], ["memory"]),
     (["gradcheck", "--backends", ""], ["--backends"]),
     (["gradcheck", "--backends", " , "], ["--backends"]),
+    (["gradcheck", "--seed", "-1"], ["--seed -1"]),
 ])
 def test_flags_at_their_edges(tmp_path, argv, fragments):
     if argv[0] == "train":
