@@ -192,15 +192,8 @@ def _train(args, out: Path) -> int:
     from fastmlp.data import load_dataset
     from fastmlp.kernels import get_backend
 
-    if args.resume:
-        saved = checkpoint.load(args.resume)
-        config = _resumed_config(args, saved)
-        state = train.TrainState.from_checkpoint(saved)
-        _check_swa(args.resume, config, state)
-    else:
-        config = train.TrainConfig(**_given(args, _RECIPE_FLAGS))
-        state = None
-
+    saved = checkpoint.load(args.resume) if args.resume else None
+    config, state = _recipe(args, saved)
     backend = get_backend(args.backend)
     # compiles while the data loads; the augment kernels too if this run uses them
     wait_until_ready = _get_ready(backend, config.dtype, augment=config.augment != "none")
@@ -211,12 +204,8 @@ def _train(args, out: Path) -> int:
     train.check_memory(config, n)  # before the first large allocation
     if state is None:
         state = train.TrainState.fresh(config)
-    elif state.epoch >= config.epochs:
-        raise FastmlpError(f"{args.resume}: already trained {state.epoch} epochs; "
-                           f"pass --epochs N with N > {state.epoch} to train more")
-    elif state.step >= train.steps_per_epoch(n, config.batch_size):
-        raise FastmlpError(f"{args.resume}: metadata progress.step {state.step} is not a batch "
-                           f"of an epoch of {train.steps_per_epoch(n, config.batch_size)}")
+    else:
+        _check_position(args.resume, config, state, train.steps_per_epoch(n, config.batch_size))
 
     model = state.model
     print(f"training {'-'.join(map(str, model.sizes))} {config.dtype} on {n} images "
@@ -277,13 +266,40 @@ def _train(args, out: Path) -> int:
     if args.plot:
         from fastmlp.plots import training_curves
         training_curves(state.history, args.plot)
+    _print_result(out, config, state)
+    return 0
+
+
+def _recipe(args, saved):
+    """(TrainConfig, TrainState or None for a fresh run) of ``--resume``'s
+    checkpoint ``saved``, or of the flags."""
+    from fastmlp import train
+
+    if saved is None:
+        return train.TrainConfig(**_given(args, _RECIPE_FLAGS)), None
+    config = _resumed_config(args, saved)
+    state = train.TrainState.from_checkpoint(saved)
+    _check_swa(args.resume, config, state)
+    return config, state
+
+
+def _check_position(path, config, state, batches_per_epoch: int) -> None:
+    """A resumed run continues inside the recipe: more epochs to go, at a batch of the epoch."""
+    if state.epoch >= config.epochs:
+        raise FastmlpError(f"{path}: already trained {state.epoch} epochs; "
+                           f"pass --epochs N with N > {state.epoch} to train more")
+    if state.step >= batches_per_epoch:
+        raise FastmlpError(f"{path}: metadata progress.step {state.step} is not a batch "
+                           f"of an epoch of {batches_per_epoch}")
+
+
+def _print_result(out, config, state) -> None:
     total = sum(r["seconds"] for r in state.history)
     last = state.history[-1]
     model = (f"the SWA average of epochs {config.swa_start}-{state.epoch}: test accuracy "
              f"{last['swa_test_accuracy'] * 100:.2f}% (last weights {last['test_accuracy'] * 100:.2f}%)"
              if state.swa is not None else f"test accuracy {last['test_accuracy'] * 100:.2f}%")
     print(f"saved {out}: {model} after {state.epoch} epochs, {total:.1f} s of training")
-    return 0
 
 
 def _open_log(path, append: bool):
@@ -347,7 +363,7 @@ def _resumed_config(args, saved):
     entry first, so a bad one is reported as the file's, not as a flag.
     Flags are compared after TrainConfig has put them in canonical form
     (e.g. --hidden "128, 64", --augment default)."""
-    from fastmlp.metadata import check_resumable
+    from fastmlp.metadata import RESUMABLE, check_resumable
     from fastmlp.train import TrainConfig
 
     config = dict(saved.meta.get("config") or {})
@@ -355,11 +371,13 @@ def _resumed_config(args, saved):
         raise FastmlpError(f"{args.resume}: holds no training state (a weights-only checkpoint)")
     if saved.optimizer is None or "progress" not in saved.meta:
         raise FastmlpError(f"{args.resume}: holds no optimizer state or progress to resume from")
-    check_resumable(saved.meta, f"{args.resume}: metadata")
+    label = f"{args.resume}: metadata"
+    RESUMABLE.check(saved.meta, label)
     try:
         stored = TrainConfig(**config)
     except FastmlpError as exc:  # what the schema cannot see: --augment's spec, --swa-start > --epochs
-        raise FastmlpError(f"{args.resume}: stored config: {exc}") from None
+        raise FastmlpError(f"{label}.config: {exc}") from None
+    check_resumable(saved.meta, label, stored)
     given = _given(args, _RECIPE_FLAGS)
     wanted = TrainConfig(**{**config, **given})
     for name in given:

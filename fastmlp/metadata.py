@@ -251,21 +251,20 @@ FILE = Obj({
 RESUMABLE = FILE.with_required("config", "progress", "optimizer", "history")
 
 
-def check_resumable(meta: dict, label: str) -> None:
-    """What a resumed run relies on beyond each field's own range: the fields
-    agree with each other and with the arrays (``sizes``, ``dtype``)."""
-    RESUMABLE.check(meta, label)
-    config, progress, optimizer = meta["config"], meta["progress"], meta["optimizer"]
-    name = config.get("optimizer", "momentum")
-    if sorted(optimizer["slots"]) != sorted(SLOTS.get(name, ())):
-        raise FastmlpError(f"{label}.optimizer.slots: {optimizer['slots']} are not the slots of "
-                           f"the {name} optimizer {list(SLOTS.get(name, ()))}")
-    if "hidden" in config and list(config["hidden"]) != list(meta["sizes"][1:-1]):
-        raise FastmlpError(f"{label}.config.hidden: {config['hidden']} disagrees with the "
+def check_resumable(meta: dict, label: str, config) -> None:
+    """What a resumed run relies on beyond each field's own range (``meta``
+    passed RESUMABLE): its fields agree with each other and with the arrays.
+    ``config``: the TrainConfig made of ``meta["config"]`` (defaults filled in)."""
+    slots = meta["optimizer"]["slots"]
+    if sorted(slots) != sorted(SLOTS[config.optimizer]):
+        raise FastmlpError(f"{label}.optimizer.slots {slots}: not the slots of the "
+                           f"{config.optimizer} optimizer {list(SLOTS[config.optimizer])}")
+    if list(config.hidden) != list(meta["sizes"][1:-1]):
+        raise FastmlpError(f"{label}.config.hidden {list(config.hidden)}: disagrees with the "
                            f"layer sizes {meta['sizes']}")
-    if config.get("dtype", "float32") != meta["dtype"]:
-        raise FastmlpError(f"{label}.config.dtype: {config.get('dtype', 'float32')} disagrees "
-                           f"with the arrays' {meta['dtype']}")
-    if len(meta["history"]) != progress["epoch"]:
+    if config.dtype != meta["dtype"]:
+        raise FastmlpError(f"{label}.config.dtype {config.dtype!r}: disagrees with the "
+                           f"arrays' {meta['dtype']}")
+    if len(meta["history"]) != meta["progress"]["epoch"]:
         raise FastmlpError(f"{label}.history: {len(meta['history'])} epoch records, but "
-                           f"progress.epoch is {progress['epoch']}")
+                           f"progress.epoch is {meta['progress']['epoch']}")

@@ -151,8 +151,10 @@ def target_lock(path, flag: str = "output"):
     removed: no other writer can be using them. The lock file
     ``.NAME.lock`` is removed on release.
     """
-    path = Path(path)
-    key = os.path.realpath(path)
+    # One name per target however it is reached (a symlinked directory, "./"):
+    # the lock and the temporary files live beside the real file.
+    path = Path(os.path.realpath(Path(path).parent)) / Path(path).name
+    key = str(path)
     if key in _held:
         fd, depth = _held[key]
         _held[key] = (fd, depth + 1)

@@ -169,6 +169,23 @@ def test_fifo_given_as_an_idx_file_does_not_block(tmp_path):
     assert time.monotonic() - start < 5
 
 
+def test_a_data_file_that_cannot_be_examined_is_one_line(tmp_path, monkeypatch):
+    """What a directory without search permission gives (root is never
+    refused, so the error is injected): PermissionError from os.stat."""
+    directory = hostile.write_dataset(tmp_path / "d")
+    real_stat = os.stat
+
+    def denied(path, *args, **kwargs):
+        if str(path).endswith("-ubyte.gz"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(data.os, "stat", denied)
+    code, out, err = run("train", "--data", directory, "--out", tmp_path / "m.npz")
+    assert code == 2
+    one_line_error(err, "train-images-idx3-ubyte.gz", "permission denied")
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any directory")
 def test_unreadable_data_directory(tmp_path):
     directory = hostile.write_dataset(tmp_path / "d")
