@@ -173,22 +173,21 @@ def checkpoint_cases(rng: random.Random, count: int) -> list:
             content[name] = os.urandom(r.randrange(1, 200))
         else:
             meta = hostile.read_meta(content)
+            deep = "@@deep@@"  # stands for JSON nested 5000 deep, spliced into the text
             values = [None, True, -1, 0, 1.5, 1e308, float("nan"), "x", [], {}, [[1]], 2**70,
-                      "[" * 5000 + "]" * 5000, [{}], {"a": 1}]
+                      deep, [{}], {"a": 1}]
             value = r.choice(values)
             if kind == "meta field":
                 key = r.choice(sorted(meta) + ["format_version", "sizes", "checksums"])
-                meta[key] = json.loads(value) if isinstance(value, str) and value.startswith("[[[") else value
+                meta[key] = value
             else:
                 section = r.choice(["optimizer", "config", "progress", "history"])
                 if isinstance(meta.get(section), dict):
                     meta[section][r.choice(sorted(meta[section]) + ["bogus"])] = value
                 else:
                     meta[section] = value
-            try:
-                content = hostile.with_meta(content, meta)
-            except RecursionError:
-                content = hostile.with_meta(content, "[" * 5000 + "]" * 5000)
+            text = json.dumps(meta).replace(json.dumps(deep), "[" * 5000 + "]" * 5000)
+            content = hostile.with_meta(content, text)
         hostile.write_members(path, content)
         return kind
 
@@ -417,6 +416,8 @@ def run_case(case: Case, address_space: int | None) -> Result:
 
 def classify(result: Result) -> str:
     o = result.outcome
+    if o.returncode == -999:
+        return "probe error"
     if o.returncode is None:
         return "timeout"
     if o.returncode == -signal.SIGKILL and result.case.name.startswith("SIGKILL"):
@@ -446,8 +447,20 @@ def main(argv=None) -> int:
     limit = int(args.address_space * GB) or None
     print(f"{len(cases)} cases, RLIMIT_AS {args.address_space:g} GiB, {args.workers} workers", file=sys.stderr)
     start = time.monotonic()
+    done = Counter()
+
+    def one(case):
+        try:
+            result = run_case(case, limit)
+        except Exception as exc:  # noqa: BLE001 - a bug of the probe, not of fastmlp
+            result = Result(case, hostile.Outcome(-999, "", f"probe error: {exc!r}", 0), ["probe error"])
+        done["n"] += 1
+        if done["n"] % 50 == 0:
+            print(f"  {done['n']}/{len(cases)} after {time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
+        return result
+
     with ThreadPoolExecutor(args.workers) as pool:
-        results = list(pool.map(lambda c: run_case(c, limit), cases))
+        results = list(pool.map(one, cases))
     table = defaultdict(Counter)
     for r in results:
         row = table[r.case.group]
@@ -456,7 +469,7 @@ def main(argv=None) -> int:
         row["over 1 GB"] += r.outcome.peak_rss > GB and r.case.run is None
         row["damaged files"] += any(p.startswith(("damaged", "changed", "/dev/null")) for p in r.problems)
         row["temp files left"] += any(p.startswith("left") for p in r.problems)
-    columns = ["cases", "valid", "killed", "clean error", "traceback", "timeout", "other", "over 1 GB",
+    columns = ["cases", "valid", "killed", "clean error", "traceback", "timeout", "other", "probe error", "over 1 GB",
                "damaged files", "temp files left"]
     print(f"| group | {' | '.join(columns)} |\n|---|{'---:|' * len(columns)}")
     for group, row in list(table.items()) + [("total", sum(table.values(), Counter()))]:
@@ -464,7 +477,7 @@ def main(argv=None) -> int:
     peak = max((r.outcome.peak_rss, r.case.name) for r in results if r.case.run is None)
     print(f"\nlargest peak RSS of a case: {peak[0] / 2**20:.0f} MiB ({peak[1]}); "
           f"{time.monotonic() - start:.0f} s on this (shared) machine", file=sys.stderr)
-    bad = [r for r in results if classify(r) in ("traceback", "timeout", "other") or r.problems
+    bad = [r for r in results if classify(r) in ("traceback", "timeout", "other", "probe error") or r.problems
            or (r.outcome.peak_rss > GB and r.case.run is None)]
     for r in bad:
         print(f"  {r.case.group}: {r.case.name}: {classify(r)} rc={r.outcome.returncode} "
