@@ -1,11 +1,18 @@
 """Checkpoints: one ``.npz`` holding the weights, the optimizer state and a JSON
-metadata entry. Written atomically, read without pickle and validated."""
+metadata entry. Written atomically, read without pickle and validated.
+
+Format 2 (FORMAT_VERSION) adds ``checksums`` to the metadata: the SHA-256 of
+every array, verified on load, so a flipped byte or two arrays swapped is a
+one-line error, not a model that quietly predicts worse. Format 1 files
+(before checksums, e.g. models trained before this version) still load, the
+zip's CRC-32 then being their only integrity check; saving one writes format 2."""
 
 import contextlib
 import hashlib
 import json
 import math
 import os
+import struct
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -16,10 +23,11 @@ import numpy as np
 from fastmlp import __version__
 from fastmlp.errors import FastmlpError
 from fastmlp.memory import require
-from fastmlp.metadata import CHECKSUMS_SINCE, FILE, FORMAT, FORMAT_VERSION
+from fastmlp.metadata import CHECKSUMS_SINCE, FILE, FORMAT, FORMAT_VERSION, MAX_LAYERS
 from fastmlp.model import MLP, N_CLASSES
 from fastmlp.optim import OptimizerState
 from fastmlp.safeio import check_output, open_regular, read_into_buffer, target_lock, temp_name
+
 INPUT_SCALING = "pixel / 255 in [0, 1], not mean-subtracted"
 
 
@@ -162,8 +170,9 @@ def load(path) -> Checkpoint:
     the data, verified against the zip CRC and (format 2) the SHA-256 stored
     in the metadata."""
     path = Path(path)
-    f, _ = open_regular(path, "checkpoint file")
+    f, size = open_regular(path, "checkpoint file")
     with f:
+        _check_member_count(path, f, size)
         try:
             archive = zipfile.ZipFile(f)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
@@ -181,6 +190,28 @@ def load(path) -> Checkpoint:
     model = _mlp(meta, arrays, "")
     live = _mlp(meta, arrays, "live.") if meta.get("live_weights") else None
     return Checkpoint(model, _optimizer(meta, arrays), meta, live)
+
+
+# Members of any checkpoint fastmlp writes: meta plus, per layer, W and b,
+# their live copies and two optimizer slots each (6 per layer).
+MAX_MEMBERS = 1 + 6 * (MAX_LAYERS + 1)
+_END_OF_DIRECTORY = struct.Struct("<4s4H2LH")  # the zip's end record, its last 22+ bytes
+
+
+def _check_member_count(path, f, size: int) -> None:
+    """Refuse an archive of more members than a checkpoint has before zipfile
+    reads its central directory (a ZipInfo per member, however many)."""
+    tail_size = min(size, _END_OF_DIRECTORY.size + 65535)  # + the longest zip comment
+    f.seek(size - tail_size)
+    tail = f.read(tail_size)
+    f.seek(0)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < _END_OF_DIRECTORY.size:
+        raise _not_npz(path)
+    entries = _END_OF_DIRECTORY.unpack_from(tail, at)[4]
+    if entries > MAX_MEMBERS:  # 0xFFFF (ZIP64: more than 65534) included
+        raise FastmlpError(f"{path}: holds {entries} members, more than the {MAX_MEMBERS} "
+                           f"of any fastmlp checkpoint")
 
 
 def _members(path, archive) -> dict:

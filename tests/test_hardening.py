@@ -224,6 +224,13 @@ def test_huge_junk_member_under_a_memory_limit(tmp_path, model):
     assert_bounded(hostile.run_limited(["evaluate", path], ADDRESS_SPACE), "unexpected arrays junk")
 
 
+def test_archive_of_too_many_members_is_refused_before_its_directory_is_read(tmp_path, model):
+    content = hostile.members(model)
+    content.update({f"x{i}.npy": b"" for i in range(checkpoint.MAX_MEMBERS)})
+    path = hostile.write_members(tmp_path / "many.npz", content)
+    assert "members, more than" in error_of(checkpoint.load, path)
+
+
 def test_metadata_string_declaring_400_million_characters(tmp_path, model):
     content = hostile.members(model)
     content["meta.npy"] = hostile.npy_bytes("<U400000000", (), b"{}")
