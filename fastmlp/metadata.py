@@ -212,7 +212,9 @@ SECONDS = Float(0.0)
 
 # TrainConfig's fields; TrainConfig checks its values against these too.
 CONFIG = Obj({
-    "epochs": Int(1), "batch_size": Int(1), "lr": Float(positive=True),
+    # batch_size: the compiled kernels index rows with int64; more rows than
+    # any data set has is the whole set in one batch anyway.
+    "epochs": Int(1), "batch_size": Int(1, 2**31 - 1), "lr": Float(positive=True),
     "optimizer": Str(OPTIMIZERS), "momentum": Float(0.0, 1.0, below_hi=True),
     "nesterov": Bool(), "schedule": Str(SCHEDULES),
     "warmup": Maybe(Float(0.0, 1.0, below_hi=True)), "weight_decay": Float(0.0),

@@ -394,7 +394,7 @@ def signal_cases(rng: random.Random, kills: int, interrupts: int) -> list:
 
 # --------------------------------------------------------------- running
 
-def run_case(case: Case, address_space: int | None) -> Result:
+def run_case(case: Case, address_space: int | None, backend: str | None = None) -> Result:
     with tempfile.TemporaryDirectory(prefix="probe-") as tmp:
         d = Path(tmp)
         argv = case.setup(d)
@@ -402,7 +402,7 @@ def run_case(case: Case, address_space: int | None) -> Result:
         if case.run is not None:
             outcome = case.run(d, argv)
         else:
-            outcome = hostile.run_limited(argv, address_space, timeout=case.timeout, cwd=d)
+            outcome = hostile.run_limited(argv, address_space, timeout=case.timeout, cwd=d, backend=backend)
         problems = []
         if case.check is not None:
             problems += case.check(d, outcome)
@@ -438,20 +438,26 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few cases per group")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", metavar="PATH", help="every case's outcome")
+    parser.add_argument("--backend", help="FASTMLP_BACKEND of the cases (default: numpy)")
+    parser.add_argument("--groups", default="idx,checkpoint,images,flags,signals",
+                        help="comma-separated groups to run")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     scale = 0.15 if args.quick else 1.0
     cases = (idx_cases(rng, int(120 * scale) + 10) + checkpoint_cases(rng, int(160 * scale))
              + image_cases(rng, int(70 * scale) + 10) + flag_cases()
              + signal_cases(rng, int(30 * scale) or 1, int(24 * scale) or 1))
+    groups = set(args.groups.split(","))
+    cases = [case for case in cases if case.group in groups]
     limit = int(args.address_space * GB) or None
-    print(f"{len(cases)} cases, RLIMIT_AS {args.address_space:g} GiB, {args.workers} workers", file=sys.stderr)
+    print(f"{len(cases)} cases, RLIMIT_AS {args.address_space:g} GiB, {args.workers} workers, "
+          f"backend {args.backend or 'numpy'}", file=sys.stderr)
     start = time.monotonic()
     done = Counter()
 
     def one(case):
         try:
-            result = run_case(case, limit)
+            result = run_case(case, limit, args.backend)
         except Exception as exc:  # noqa: BLE001 - a bug of the probe, not of fastmlp
             result = Result(case, hostile.Outcome(-999, "", f"probe error: {exc!r}", 0), ["probe error"])
         done["n"] += 1

@@ -174,14 +174,17 @@ class Outcome:
                 and all(line.startswith("fastmlp") for line in lines))
 
 
-def environment() -> dict:
+def environment(backend: str | None = None) -> dict:
+    """The children's environment: this source tree, and FASTMLP_BACKEND only if ``backend``."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(SRC))
     env.pop("FASTMLP_BACKEND", None)
+    if backend:
+        env["FASTMLP_BACKEND"] = backend
     return env
 
 
 def run_limited(argv, address_space: int | None = 3 * 2**30, timeout=120, cwd=None,
-                code: str | None = None) -> Outcome:
+                code: str | None = None, backend: str | None = None) -> Outcome:
     """``python -m fastmlp argv`` (or ``python -c code``) under an RLIMIT_AS of
     ``address_space`` bytes, with its own peak resident memory measured.
 
@@ -200,7 +203,7 @@ def run_limited(argv, address_space: int | None = 3 * 2**30, timeout=120, cwd=No
         "sys.stderr.write('\\n@@' + json.dumps([p.returncode, rss]))\n")
     try:
         result = subprocess.run([sys.executable, "-c", launcher], capture_output=True, text=True,
-                                timeout=timeout + 30, env=environment(), cwd=cwd)
+                                timeout=timeout + 30, env=environment(backend), cwd=cwd)
     except subprocess.TimeoutExpired as exc:
         return Outcome(None, str(exc.stdout or ""), str(exc.stderr or ""), 0)
     if "\n@@" not in result.stderr:  # the launcher itself hit the timeout
