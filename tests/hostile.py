@@ -169,7 +169,10 @@ class Outcome:
 
     @property
     def clean_error(self) -> bool:
-        lines = self.stderr.strip().splitlines()
+        """Exit 1, 2 or 130 and stderr of fastmlp's own lines: errors ("fastmlp: ..."),
+        besides the notice of a slow kernel preparation ("compiling ...", "…ready")."""
+        lines = [line for line in self.stderr.strip().splitlines()
+                 if not line.startswith(("compiling ", "…ready"))]
         return (self.returncode in (1, 2, 130) and not self.traceback and len(lines) >= 1
                 and all(line.startswith("fastmlp") for line in lines))
 
