@@ -1,5 +1,5 @@
 import sys
 
-from fastmlp.cli import main
+from fastmlp.cli import entry
 
-sys.exit(main())
+sys.exit(entry())

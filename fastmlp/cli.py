@@ -1,15 +1,17 @@
 """The ``fastmlp`` command: train, evaluate, predict, export (and the commands later
 issues add). User mistakes end in one line on stderr and exit code 2."""
 
+# Only the standard library at import time (numpy and the engine are
+# imported by each command): main() installs its Ctrl-C handling as early as
+# it can, and a Ctrl-C before that is a traceback we cannot turn into a line.
 import argparse
 import json
 import os
 import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
-
-import numpy as np
 
 from fastmlp import __version__
 from fastmlp.errors import FastmlpError
@@ -26,18 +28,62 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.run(args) or 0
-    except FastmlpError as exc:
-        print(f"fastmlp: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("fastmlp: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:  # e.g. `fastmlp evaluate m.npz | head`
-        sys.stderr.close()
-        return 0
+    with _interruptible():
+        try:
+            args = build_parser().parse_args(argv)
+            return args.run(args) or 0
+        except FastmlpError as exc:
+            print(f"fastmlp: error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        except KeyboardInterrupt:
+            print("fastmlp: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except MemoryError:  # the estimates should refuse first; never a traceback
+            print("fastmlp: error: out of memory", file=sys.stderr)
+            return EXIT_ERROR
+        except BrokenPipeError:  # e.g. `fastmlp evaluate m.npz | head`
+            sys.stderr.close()
+            return 0
+
+
+def entry() -> int:
+    """The ``fastmlp`` command (and ``python -m fastmlp``): main() with Ctrl-C
+    ignored once it returns. main restores the handler it found, so a Ctrl-C
+    that arrives while the interpreter shuts down (after "interrupted ...
+    saved") is ignored instead of turning exit 130 into death by SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return main()
+
+
+def _exit_interrupted(signum, frame):
+    # A Ctrl-C while the first one is being handled: leave now, as 130. The
+    # target of a write in progress is intact (atomic_write); its temporary
+    # file is removed by the next write of the same target.
+    os.write(2, b"fastmlp: interrupted\n")
+    os._exit(EXIT_INTERRUPTED)
+
+
+def _first_interrupt(signum, frame):
+    signal.signal(signal.SIGINT, _exit_interrupted)
+    raise KeyboardInterrupt
+
+
+class _interruptible:
+    """Within ``with`` (main): Ctrl-C raises KeyboardInterrupt once, which main
+    reports as exit 130; any further Ctrl-C exits 130 at once, so a second
+    one during the clean-up never ends in a traceback or death by SIGINT.
+    The previous handler is restored on exit (tests call main in-process)."""
+
+    def __enter__(self):
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, _first_interrupt)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,40 +180,43 @@ def build_parser() -> argparse.ArgumentParser:
 # -------------------------------------------------------------------- train
 
 def _run_train(args) -> int:
-    from fastmlp import checkpoint, train
-    from fastmlp.data import load_dataset
-    from fastmlp.kernels import get_backend
+    from fastmlp.safeio import target_lock
 
-    if args.resume:
-        saved = checkpoint.load(args.resume)
-        config = _resumed_config(args, saved)
-        try:
-            state = train.TrainState.from_checkpoint(saved)
-        except TypeError as exc:
-            raise FastmlpError(f"{args.resume}: damaged training progress in metadata ({exc})") from None
-        _check_swa(args.resume, config, state)
-        out = Path(args.out or args.resume)
-    else:
-        config = train.TrainConfig(**_given(args, _RECIPE_FLAGS))
-        state = None
-        out = Path(args.out or DEFAULT_MODEL)
+    out = Path(args.out or args.resume or DEFAULT_MODEL)
     _check_writable(out, "--out")
     for flag, path in (("--log", args.log), ("--plot", args.plot)):
         if path:
             _check_writable(Path(path), flag)
+    # One run per --out at a time: a second one fails here instead of both
+    # writing and the last silently winning.
+    with target_lock(out, "--out"):
+        return _train(args, out)
 
+
+def _train(args, out: Path) -> int:
+    from fastmlp import checkpoint, train
+    from fastmlp.data import load_dataset
+    from fastmlp.kernels import get_backend
+    from fastmlp.model import N_INPUTS
+
+    saved = checkpoint.load(args.resume) if args.resume else None
+    config, state = _recipe(args, saved)
     backend = get_backend(args.backend)
     # compiles while the data loads; the augment kernels too if this run uses them
     wait_until_ready = _get_ready(backend, config.dtype, augment=config.augment != "none")
     data = load_dataset(args.data, dtype=config.dtype)
     if args.resume and saved.meta.get("data", {}).get("checksum") != data.checksum:
         raise FastmlpError(f"{args.resume}: was trained on other data than {data.source}")
+    pixels = data.X_train.shape[1]
+    if pixels != N_INPUTS:   # the CLI's networks read 28x28 digits (predict, the GUI)
+        raise FastmlpError(f"{data.source}: images have {pixels} pixels, but fastmlp trains on "
+                           f"28x28 = {N_INPUTS}-pixel images")
     n = len(train.training_rows(data, config)[0])  # a --limit larger than the data fails here
+    train.check_memory(config, n)  # before the first large allocation
     if state is None:
         state = train.TrainState.fresh(config)
-    elif state.epoch >= config.epochs:
-        raise FastmlpError(f"{args.resume}: already trained {state.epoch} epochs; "
-                           f"pass --epochs N with N > {state.epoch} to train more")
+    else:
+        _check_position(args.resume, config, state, train.steps_per_epoch(n, config.batch_size))
 
     model = state.model
     print(f"training {'-'.join(map(str, model.sizes))} {config.dtype} on {n} images "
@@ -182,7 +231,7 @@ def _run_train(args) -> int:
     def save_checkpoint():
         checkpoint.save(out, train.to_checkpoint(config, state, data))
 
-    log = open(args.log, "a" if args.resume else "w") if args.log else None
+    log = _open_log(args.log, append=bool(args.resume)) if args.log else None
     bar = _progress_bar(n, quiet=args.quiet)
     stop = _StopOnSigint()
 
@@ -197,8 +246,7 @@ def _run_train(args) -> int:
     def on_epoch(state, record):
         save_checkpoint()
         if log:
-            log.write(json.dumps(record) + "\n")
-            log.flush()
+            _write_log(log, args.log, record)
         line = (f"epoch {record['epoch']:>3}  loss {record['loss']:.4f}  "
                 f"train {record['train_accuracy'] * 100:6.2f}%  "
                 + _percent(record, "val", "validation_accuracy")
@@ -229,13 +277,58 @@ def _run_train(args) -> int:
     if args.plot:
         from fastmlp.plots import training_curves
         training_curves(state.history, args.plot)
+    _print_result(out, config, state)
+    return 0
+
+
+def _recipe(args, saved):
+    """(TrainConfig, TrainState or None for a fresh run) of ``--resume``'s
+    checkpoint ``saved``, or of the flags."""
+    from fastmlp import train
+
+    if saved is None:
+        return train.TrainConfig(**_given(args, _RECIPE_FLAGS)), None
+    config = _resumed_config(args, saved)
+    state = train.TrainState.from_checkpoint(saved)
+    _check_swa(args.resume, config, state)
+    return config, state
+
+
+def _check_position(path, config, state, batches_per_epoch: int) -> None:
+    """A resumed run continues inside the recipe: more epochs to go, at a batch of the epoch."""
+    if state.epoch >= config.epochs:
+        raise FastmlpError(f"{path}: already trained {state.epoch} epochs; "
+                           f"pass --epochs N with N > {state.epoch} to train more")
+    if state.step >= batches_per_epoch:
+        raise FastmlpError(f"{path}: metadata progress.step {state.step} is not a batch "
+                           f"of an epoch of {batches_per_epoch}")
+
+
+def _print_result(out, config, state) -> None:
     total = sum(r["seconds"] for r in state.history)
     last = state.history[-1]
     model = (f"the SWA average of epochs {config.swa_start}-{state.epoch}: test accuracy "
              f"{last['swa_test_accuracy'] * 100:.2f}% (last weights {last['test_accuracy'] * 100:.2f}%)"
              if state.swa is not None else f"test accuracy {last['test_accuracy'] * 100:.2f}%")
     print(f"saved {out}: {model} after {state.epoch} epochs, {total:.1f} s of training")
-    return 0
+
+
+def _open_log(path, append: bool):
+    from fastmlp.safeio import os_problem
+
+    try:
+        return open(path, "a" if append else "w", encoding="utf-8")
+    except OSError as exc:
+        raise FastmlpError(f"--log {path}: {os_problem(exc, 'write')}") from None
+
+
+def _write_log(log, path, record) -> None:
+    """One JSON line, flushed: a full disk is a one-line error, not a traceback."""
+    try:
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+    except OSError as exc:
+        raise FastmlpError(f"--log {path}: cannot write ({exc.strerror or exc})") from None
 
 
 def _get_ready(backend, dtype, augment=False):
@@ -277,8 +370,11 @@ def _given(args, names) -> dict:
 
 def _resumed_config(args, saved):
     """The checkpoint's recipe; only --epochs may change (to train longer).
+    The stored fields are checked against the metadata schema's RESUMABLE
+    entry first, so a bad one is reported as the file's, not as a flag.
     Flags are compared after TrainConfig has put them in canonical form
     (e.g. --hidden "128, 64", --augment default)."""
+    from fastmlp.metadata import RESUMABLE, check_resumable
     from fastmlp.train import TrainConfig
 
     config = dict(saved.meta.get("config") or {})
@@ -286,12 +382,15 @@ def _resumed_config(args, saved):
         raise FastmlpError(f"{args.resume}: holds no training state (a weights-only checkpoint)")
     if saved.optimizer is None or "progress" not in saved.meta:
         raise FastmlpError(f"{args.resume}: holds no optimizer state or progress to resume from")
-    given = _given(args, _RECIPE_FLAGS)
+    label = f"{args.resume}: metadata"
+    RESUMABLE.check(saved.meta, label)
     try:
         stored = TrainConfig(**config)
-        wanted = TrainConfig(**{**config, **given})
-    except TypeError as exc:
-        raise FastmlpError(f"{args.resume}: damaged training config in metadata ({exc})") from None
+    except FastmlpError as exc:  # what the schema cannot see: --augment's spec, --swa-start > --epochs
+        raise FastmlpError(f"{label}.config: {exc}") from None
+    check_resumable(saved.meta, label, stored)
+    given = _given(args, _RECIPE_FLAGS)
+    wanted = TrainConfig(**{**config, **given})
     for name in given:
         old, new = getattr(stored, name), getattr(wanted, name)
         if name != "epochs" and old != new:
@@ -317,11 +416,12 @@ def _check_swa(path, config, state) -> None:
 
 def _check_writable(path: Path, flag: str) -> None:
     """Fail before training, not after it, when ``path`` cannot be written."""
+    from fastmlp.safeio import check_output
+
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise FastmlpError(f"{flag} {path}: directory {directory} does not exist")
-    if path.is_dir():
-        raise FastmlpError(f"{flag} {path}: is a directory")
+    check_output(path, flag)
     try:
         with tempfile.TemporaryFile(dir=directory):
             pass
@@ -379,6 +479,9 @@ def _run_evaluate(args) -> int:
     if data.X_test.shape[1] != model.sizes[0]:
         raise FastmlpError(f"{args.model}: expects {model.sizes[0]} inputs, "
                            f"the data has {data.X_test.shape[1]} pixels per image")
+    if len(data.y_test) and model.sizes[-1] <= int(data.y_test.max()):
+        raise FastmlpError(f"{args.model}: has {model.sizes[-1]} outputs, but {data.source} "
+                           f"has labels up to {int(data.y_test.max())}")
     wait_until_ready()
     report = evaluate(model, data.X_test, data.y_test, backend)
     print(json.dumps(report.to_json()) if args.json else format_report(report))
@@ -417,6 +520,9 @@ def _run_predict(args) -> int:
             failed += 1
             continue
         probs = model.predict_proba(x[None, :], backend)[0]
+        if not all(0.0 <= float(p) <= 1.0 for p in probs):  # NaN fails both
+            raise FastmlpError(f"{args.model}: gives no valid probabilities for {path} "
+                               f"(its weights overflow); the checkpoint is not usable")
         answer = verdict(probs)  # "not sure" below the calibrated threshold
         if args.json:
             print(json.dumps({"path": path, "digit": answer.digit, "sure": answer.sure,
@@ -440,20 +546,31 @@ def _run_export(args) -> int:
 # ---------------------------------------------------------------- gradcheck
 
 def _run_gradcheck(args) -> int:
+    import numpy as np
+
     from fastmlp import gradcheck
     from fastmlp.data import load_dataset
     from fastmlp.kernels import get_backend
-    from fastmlp.model import DTYPES, MLP
+    from fastmlp.model import DTYPES, MLP, parse_hidden
 
     if args.dtype not in DTYPES:
         raise FastmlpError(f"--dtype {args.dtype}: must be one of {', '.join(DTYPES)}")
     if args.batch_size < 1 or args.entries < 1:
         raise FastmlpError("--batch-size and --entries must be positive")
+    if args.seed < 0:
+        raise FastmlpError(f"--seed {args.seed}: must be at least 0")
     names = [n.strip() for n in args.backends.split(",") if n.strip()]
+    if not names:
+        raise FastmlpError(f"--backends {args.backends!r}: name at least one backend, e.g. numpy,numba")
+    hidden = parse_hidden(args.hidden)
     backends = {name: get_backend(name) for name in names}
     waits = [_get_ready(backend, args.dtype) for backend in backends.values()]
     data = load_dataset(args.data)
-    model = MLP.init(args.hidden, seed=args.seed, dtype=args.dtype, n_inputs=data.X_train.shape[1])
+    if args.batch_size > len(data.X_train):
+        raise FastmlpError(f"--batch-size {args.batch_size}: larger than the {len(data.X_train)} "
+                           f"training images in {data.source}")
+    gradcheck.check_memory(len(backends), hidden, data.X_train.shape[1], args.batch_size, args.dtype)
+    model = MLP.init(hidden, seed=args.seed, dtype=args.dtype, n_inputs=data.X_train.shape[1])
     for wait_until_ready in waits:
         wait_until_ready()
     rows = np.random.default_rng(args.seed).choice(len(data.X_train), args.batch_size, replace=False)

@@ -16,16 +16,23 @@ silently misread data set shows up much later as a model that will not learn.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import gzip
 import hashlib
+import math
+import os
+import stat
+import struct
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from fastmlp.errors import FastmlpError
+from fastmlp.memory import require
+from fastmlp.safeio import kind, one_line, open_regular, os_problem, read_into_buffer
 
 # The data ships inside the package. A plain path next to this module is all
 # we need: setuptools installs package data as regular files (no zip imports).
@@ -57,98 +64,169 @@ _GZIP_MAGIC = b"\x1f\x8b"
 def _error(path, problem) -> FastmlpError:
     # The CLI prints the message as one line; exception texts from gzip/zlib
     # or odd paths must not break that.
-    return FastmlpError(f"{path}: {problem}".replace("\n", " "))
+    return one_line(path, problem)
 
 
-def _read_content(path) -> bytes:
-    """The file's bytes, gunzipped if they start with the gzip magic.
+@dataclasses.dataclass(frozen=True)
+class IdxHeader:
+    """An IDX header: the raw header bytes (hashed with the payload), the
+    dims, and the payload size they declare (a Python int: no overflow)."""
 
-    Sniffing the magic (not the suffix) means a gzip file without ".gz", or a
-    raw file that happens to be named ".gz", both still load.
-    """
+    raw: bytes
+    dims: tuple
+
+    @property
+    def payload_bytes(self) -> int:
+        return math.prod(self.dims)
+
+
+def _read_exact(path, stream, n: int) -> bytes:
+    """Up to ``n`` bytes of ``stream`` (fewer only at its end), gzip errors as FastmlpError."""
     try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise _error(path, "no such file") from None
-    except OSError as exc:
-        raise _error(path, f"cannot read file ({exc.strerror or exc})") from None
-    if data[:2] == _GZIP_MAGIC:
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise _error(path, f"corrupt gzip data ({exc})") from None
-    return data
+        return stream.read(n)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _error(path, f"corrupt gzip data ({exc})") from None
 
 
-def _parse_idx(path, data: bytes) -> np.ndarray:
-    """Decode IDX ``data`` (already decompressed) into a read-only uint8 array."""
-    if len(data) < 4:
-        raise _error(path, f"not an IDX file: header truncated ({len(data)} bytes, need at least 4)")
-    if data[0] != 0 or data[1] != 0:
-        raise _error(path, f"not an IDX file: first two bytes must be zero, got {data[:4].hex()}")
-    if data[2] != _UINT8_TYPE:
-        raise _error(path, f"unsupported IDX type code 0x{data[2]:02x} (only 0x08, unsigned byte, is supported)")
-    ndim = data[3]
+def _parse_header(path, stream) -> IdxHeader:
+    """Read and check the header from ``stream``; nothing beyond it is read."""
+    start = _read_exact(path, stream, 4)
+    if len(start) < 4:
+        raise _error(path, f"not an IDX file: header truncated ({len(start)} bytes, need at least 4)")
+    if start[0] != 0 or start[1] != 0:
+        raise _error(path, f"not an IDX file: first two bytes must be zero, got {start.hex()}")
+    if start[2] != _UINT8_TYPE:
+        raise _error(path, f"unsupported IDX type code 0x{start[2]:02x} (only 0x08, unsigned byte, is supported)")
+    ndim = start[3]
     if ndim == 0:
         raise _error(path, "IDX header declares 0 dimensions")
-    header_len = 4 + 4 * ndim
-    if len(data) < header_len:
-        raise _error(path, f"header truncated: declares {ndim} dimensions ({header_len} header bytes) "
-                           f"but the file has only {len(data)} bytes")
-    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    expected = 1
-    for d in dims:  # Python ints: no overflow for absurd headers
-        expected *= d
-    got = len(data) - header_len
-    if got < expected:
-        raise _error(path, f"truncated payload: dims {dims} need {expected} bytes, file has {got}")
-    if got > expected:
-        raise _error(path, f"trailing bytes: dims {dims} need {expected} bytes, file has {got}")
-    # Zero-copy view over the bytes object, hence read-only.
-    return np.frombuffer(data, dtype=np.uint8, offset=header_len).reshape(dims)
+    rest = _read_exact(path, stream, 4 * ndim)
+    if len(rest) < 4 * ndim:
+        raise _error(path, f"header truncated: declares {ndim} dimensions ({4 + 4 * ndim} header bytes) "
+                           f"but the file has only {4 + len(rest)} bytes")
+    return IdxHeader(start + rest, struct.unpack(f">{ndim}I", rest))
+
+
+def _read_payload(path, stream, header: IdxHeader, compressed: bool) -> bytearray:
+    """Exactly the payload the header declares, read into one buffer, then
+    one byte more to prove the file ends there (and, for gzip, to reach the
+    end of the stream, where the CRC is checked)."""
+    expected = header.payload_bytes
+    try:
+        payload = read_into_buffer(stream, expected)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _error(path, f"corrupt gzip data ({exc})") from None
+    if len(payload) < expected:
+        raise _error(path, f"truncated payload: dims {header.dims} need {expected} bytes, "
+                           f"file has {len(payload)}")
+    if _read_exact(path, stream, 1):
+        what = "decompressed data continue" if compressed else "file continues"
+        raise _error(path, f"trailing bytes: dims {header.dims} need {expected} bytes, the {what} beyond them")
+    return payload
+
+
+@dataclasses.dataclass(frozen=True)
+class IdxFile:
+    """An open IDX file whose header has been read and checked; ``stream``
+    is positioned at the payload (decompressing, if ``compressed``)."""
+
+    path: object
+    stream: object
+    header: IdxHeader
+    compressed: bool
+
+
+_KINDS = {IMAGES_MAGIC: "images", LABELS_MAGIC: "labels"}
+# Bytes of memory per value read: the file's byte, plus the float32 pixel
+# (Dataset.X_*) or int64 label made of it.
+_BYTES_PER_VALUE = {None: 1, IMAGES_MAGIC: 1 + 4, LABELS_MAGIC: 1 + 8}
+
+
+@contextlib.contextmanager
+def _opened(path, magic=None):
+    """Open ``path``, gunzipping if it starts with the gzip magic, and read
+    its header only; yield an IdxFile. With ``magic``, the header must
+    declare that kind of file and at least one image (label).
+
+    Sniffing the magic (not the suffix) means a gzip file without ".gz", or a
+    raw file that happens to be named ".gz", both still load. A raw file
+    whose size disagrees with its header is refused here, before any payload
+    is read; a gzip file's payload is read only as far as the header says.
+    """
+    f, size = open_regular(path, "IDX file")
+    with f:
+        compressed = f.read(2) == _GZIP_MAGIC
+        f.seek(0)
+        stream = gzip.GzipFile(fileobj=f, mode="rb") if compressed else f
+        header = _parse_header(path, stream)
+        if magic is not None:
+            _check_kind(path, header.dims, magic)
+        if not compressed:
+            got = size - len(header.raw)
+            if got < header.payload_bytes:
+                raise _error(path, f"truncated payload: dims {header.dims} need "
+                                   f"{header.payload_bytes} bytes, file has {got}")
+            if got > header.payload_bytes:
+                raise _error(path, f"trailing bytes: dims {header.dims} need "
+                                   f"{header.payload_bytes} bytes, file has {got}")
+        yield IdxFile(path, stream, header, compressed)
+
+
+def _check_kind(path, dims: tuple, magic: int) -> None:
+    found = (_UINT8_TYPE << 8) | len(dims)  # _parse_header already enforced 00 00 08
+    if found != magic:
+        hint = f", an IDX {_KINDS[found]} file" if found in _KINDS else ""
+        raise _error(path, f"wrong magic number 0x{found:08x} ({found}{hint}); "
+                           f"expected 0x{magic:08x} ({magic}, {_KINDS[magic]})")
+    if dims[0] == 0:
+        raise _error(path, f"holds no {_KINDS[magic]} (dims {dims})")
+    if magic == IMAGES_MAGIC and 0 in dims:
+        raise _error(path, f"images have zero size ({dims[1]}x{dims[2]})")
+
+
+def _read_array(idx: IdxFile, expected_sha256=None) -> tuple[np.ndarray, str]:
+    """The payload of an opened file as a read-only uint8 array of its dims,
+    and the SHA-256 hex of header and payload (the decompressed content),
+    checked against ``expected_sha256`` if given."""
+    payload = _read_payload(idx.path, idx.stream, idx.header, idx.compressed)
+    digest = hashlib.sha256(idx.header.raw)
+    digest.update(payload)
+    digest = digest.hexdigest()
+    if expected_sha256 is not None and digest != expected_sha256.lower():
+        raise _error(idx.path, f"SHA-256 mismatch (expected {expected_sha256}, got {digest}); "
+                               "the file is corrupt or not the shipped MNIST")
+    array = np.frombuffer(payload, dtype=np.uint8).reshape(idx.header.dims)
+    array.flags.writeable = False
+    return array, digest
+
+
+def _read_file(path, magic=None, expected_sha256=None) -> tuple[np.ndarray, str]:
+    """One file, refused before its payload is read if it would not fit in memory."""
+    with _opened(path, magic) as idx:
+        require(idx.header.payload_bytes * _BYTES_PER_VALUE[magic], f"{path}: dims {idx.header.dims}")
+        array, digest = _read_array(idx, expected_sha256)
+    if magic == LABELS_MAGIC:
+        _check_labels(path, array)
+    return array, digest
+
+
+def _check_labels(path, labels: np.ndarray) -> None:
+    bad = np.flatnonzero(labels > 9)
+    if bad.size:
+        i = int(bad[0])
+        raise _error(path, f"label {labels[i]} at index {i} is out of range 0..9 "
+                           f"({bad.size} bad label{'s' if bad.size > 1 else ''})")
 
 
 def read_idx(path) -> np.ndarray:
     """Read a raw or gzipped IDX file of unsigned bytes.
 
     Returns a read-only ``uint8`` array whose shape is the header's dims.
-    Raises :class:`FastmlpError` ("<path>: <problem>") for a missing or
-    unreadable file, corrupt gzip, or any header/payload inconsistency.
+    Raises :class:`FastmlpError` ("<path>: <problem>") for a missing,
+    unreadable or non-regular file, corrupt gzip, a payload that would not
+    fit in memory, or any header/payload inconsistency.
     """
-    return _parse_idx(path, _read_content(path))
-
-
-def _read_verified(path, expected_sha256, magic) -> tuple[np.ndarray, str]:
-    """Read, hash and parse one file in a single pass; returns (array, sha256 hex)."""
-    data = _read_content(path)
-    digest = hashlib.sha256(data).hexdigest()
-    # Check the hash before parsing: for the shipped data "corrupt" is the
-    # root cause, whatever structural symptom the parser would report.
-    if expected_sha256 is not None and digest != expected_sha256.lower():
-        raise _error(path, f"SHA-256 mismatch (expected {expected_sha256}, got {digest}); "
-                           "the file is corrupt or not the shipped MNIST")
-    array = _parse_idx(path, data)
-    found = (_UINT8_TYPE << 8) | array.ndim  # parse already enforced 00 00 08
-    if found != magic:
-        kinds = {IMAGES_MAGIC: "images", LABELS_MAGIC: "labels"}
-        hint = f", an IDX {kinds[found]} file" if found in kinds else ""
-        raise _error(path, f"wrong magic number 0x{found:08x} ({found}{hint}); "
-                           f"expected 0x{magic:08x} ({magic}, {kinds[magic]})")
-    return array, digest
-
-
-def _images(path, expected_sha256=None) -> tuple[np.ndarray, str]:
-    return _read_verified(path, expected_sha256, IMAGES_MAGIC)
-
-
-def _labels(path, expected_sha256=None) -> tuple[np.ndarray, str]:
-    labels, digest = _read_verified(path, expected_sha256, LABELS_MAGIC)
-    bad = np.flatnonzero(labels > 9)
-    if bad.size:
-        i = int(bad[0])
-        raise _error(path, f"label {labels[i]} at index {i} is out of range 0..9 "
-                           f"({bad.size} bad label{'s' if bad.size > 1 else ''})")
-    return labels, digest
+    return _read_file(path)[0]
 
 
 def load_images(path, expected_sha256=None) -> np.ndarray:
@@ -157,7 +235,7 @@ def load_images(path, expected_sha256=None) -> np.ndarray:
     If ``expected_sha256`` is given, the SHA-256 of the decompressed bytes
     must equal it.
     """
-    return _images(path, expected_sha256)[0]
+    return _read_file(path, IMAGES_MAGIC, expected_sha256)[0]
 
 
 def load_labels(path, expected_sha256=None) -> np.ndarray:
@@ -166,7 +244,7 @@ def load_labels(path, expected_sha256=None) -> np.ndarray:
     If ``expected_sha256`` is given, the SHA-256 of the decompressed bytes
     must equal it.
     """
-    return _labels(path, expected_sha256)[0]
+    return _read_file(path, LABELS_MAGIC, expected_sha256)[0]
 
 
 def _check_dtype(dtype) -> np.dtype:
@@ -213,6 +291,7 @@ class Dataset:
         dt = _check_dtype(dtype)
         if self.X_train.dtype == dt:
             return self
+        require((self.X_train.size + self.X_test.size) * dt.itemsize, f"{self.source} as {dt}")
         return dataclasses.replace(self, X_train=_frozen(self.X_train.astype(dt)),
                                    X_test=_frozen(self.X_test.astype(dt)))
 
@@ -225,8 +304,15 @@ def _find_file(directory: Path, name: str) -> Path:
     # Prefer the .gz: that is how MNIST and Debian's Fashion-MNIST are
     # distributed, and a stray raw copy next to it is likelier to be partial.
     for candidate in (directory / f"{name}.gz", directory / name):
-        if candidate.is_file():
-            return candidate
+        try:
+            info = os.stat(candidate)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # a symlink loop, a directory we may not search
+            raise _error(candidate, os_problem(exc)) from None
+        if not stat.S_ISREG(info.st_mode):
+            raise _error(candidate, f"is {kind(info.st_mode)}, not an IDX file")
+        return candidate
     expected = ", ".join(FILE_NAMES.values())
     raise FastmlpError(f"{directory}: missing {name} (or {name}.gz); expected the files {expected}, each raw or .gz")
 
@@ -243,31 +329,30 @@ SHIPPED_SOURCE = "MNIST (shipped with fastmlp)"
 
 
 def _load(directory: Path, verify: bool) -> Dataset:
-    if not directory.is_dir():
-        problem = "not a directory" if directory.exists() else "no such directory"
-        raise FastmlpError(f"{directory}: {problem}")
+    try:
+        info = os.stat(directory)
+    except FileNotFoundError:
+        raise _error(directory, "no such directory") from None
+    except OSError as exc:
+        raise _error(directory, os_problem(exc)) from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise _error(directory, "not a directory")
     paths = {key: _find_file(directory, name) for key, name in FILE_NAMES.items()}
     expected = {key: MNIST_SHA256[name] if verify else None for key, name in FILE_NAMES.items()}
+    magics = {key: IMAGES_MAGIC if key.endswith("images") else LABELS_MAGIC for key in FILE_NAMES}
 
-    arrays, digests = {}, {}
-    for key, path in paths.items():
-        reader = _images if key.endswith("images") else _labels
-        arrays[key], digests[key] = reader(path, expected[key])
-
-    for split in ("train", "test"):
-        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if images.shape[0] == 0:  # e.g. a personal drawing set with nothing held out yet
-            raise FastmlpError(f"{paths[f'{split}_images']} holds no images; training and "
-                               "testing need at least one each")
-        if images.shape[0] != labels.shape[0]:
-            raise FastmlpError(
-                f"{paths[f'{split}_images']} has {images.shape[0]} images but "
-                f"{paths[f'{split}_labels']} has {labels.shape[0]} labels; the counts must match")
-    train_size, test_size = arrays["train_images"].shape[1:], arrays["test_images"].shape[1:]
-    if train_size != test_size:
-        raise FastmlpError(
-            f"{paths['train_images']} has {train_size[0]}x{train_size[1]} images but "
-            f"{paths['test_images']} has {test_size[0]}x{test_size[1]}; train and test sizes must match")
+    # All four headers first: counts and sizes that disagree, or a data set
+    # that would not fit, are refused before any payload is read.
+    with contextlib.ExitStack() as stack:
+        files = {key: stack.enter_context(_opened(path, magics[key])) for key, path in paths.items()}
+        _check_split(paths, {key: idx.header.dims for key, idx in files.items()})
+        require(sum(idx.header.payload_bytes * _BYTES_PER_VALUE[magics[key]] for key, idx in files.items()),
+                f"{directory}: the data set")
+        arrays, digests = {}, {}
+        for key, idx in files.items():
+            arrays[key], digests[key] = _read_array(idx, expected[key])
+    for key in ("train_labels", "test_labels"):
+        _check_labels(paths[key], arrays[key])
 
     checksum = hashlib.sha256("".join(digests[k] for k in FILE_NAMES).encode("ascii")).hexdigest()
     return Dataset(
@@ -278,6 +363,21 @@ def _load(directory: Path, verify: bool) -> Dataset:
         source=SHIPPED_SOURCE if verify else str(directory),
         checksum=checksum,
     )
+
+
+def _check_split(paths: dict, dims: dict) -> None:
+    """Images and labels of a split agree in number; train and test images in size."""
+    for split in ("train", "test"):
+        images, labels = dims[f"{split}_images"], dims[f"{split}_labels"]
+        if images[0] != labels[0]:
+            raise FastmlpError(
+                f"{paths[f'{split}_images']} has {images[0]} images but "
+                f"{paths[f'{split}_labels']} has {labels[0]} labels; the counts must match")
+    train_size, test_size = dims["train_images"][1:], dims["test_images"][1:]
+    if train_size != test_size:
+        raise FastmlpError(
+            f"{paths['train_images']} has {train_size[0]}x{train_size[1]} images but "
+            f"{paths['test_images']} has {test_size[0]}x{test_size[1]}; train and test sizes must match")
 
 
 @functools.lru_cache(maxsize=None)
@@ -306,7 +406,8 @@ def load_dataset(directory=None, dtype=np.float32) -> Dataset:
     float32 values widened exactly.
     """
     dt = _check_dtype(dtype)
-    if directory is None or Path(directory).resolve() == MNIST_DIR:
+    # realpath, not Path.resolve: it never raises (a symlink loop is reported by _load).
+    if directory is None or Path(os.path.realpath(directory)) == MNIST_DIR:
         return _load_shipped(dt)
     return _load(Path(directory), verify=False).with_dtype(dt)
 

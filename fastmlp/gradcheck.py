@@ -16,12 +16,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastmlp.model import MLP
+from fastmlp.memory import require
+from fastmlp.model import MLP, N_CLASSES, parameter_count
 
 STEP = 1e-6
 # Tolerances on the relative error defined above.
 TOLERANCE_VS_FD = {"float64": 1e-6, "float32": 1e-3}  # float32 analytic vs float64 FD: eps32 * depth
 TOLERANCE_BETWEEN = {"float64": 1e-10, "float32": 1e-5}  # summation order is the only difference
+
+
+def check_memory(n_backends: int, hidden, n_inputs: int, batch_size: int, dtype) -> None:
+    """Refuse, with the figure, a check whose arrays would not fit: the model,
+    its float64 copy for finite differences and one gradient set per backend;
+    activations and deltas of the batch, per backend and for the reference."""
+    sizes = (n_inputs, *hidden, N_CLASSES)
+    itemsize = max(np.dtype(dtype).itemsize, 8)  # the FD copy is float64
+    total = ((2 + n_backends) * parameter_count(sizes) * itemsize
+             + 3 * (n_backends + 1) * batch_size * sum(sizes) * itemsize)
+    require(total, f"gradcheck of {'-'.join(map(str, sizes))} at batch size {batch_size}")
 
 
 def analytic_gradients(backend, model: MLP, X, y, smoothing=0.0):

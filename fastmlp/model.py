@@ -52,6 +52,11 @@ class MLP:
         return MLP(self.sizes, [w.copy() for w in self.W], [bias.copy() for bias in self.b])
 
 
+def parameter_count(sizes) -> int:
+    """Weights and biases of an MLP with these layer sizes (exact Python int)."""
+    return sum(fan_in * fan_out + fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:]))
+
+
 def parse_hidden(hidden) -> tuple:
     """'128,64' or (128, 64) -> (128, 64); every size a positive integer."""
     if isinstance(hidden, str):

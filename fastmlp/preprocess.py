@@ -29,6 +29,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fastmlp.errors import FastmlpError
+from fastmlp.memory import require
+from fastmlp.safeio import read_regular
 
 __all__ = [
     "load_image",
@@ -69,48 +71,61 @@ def _fail(name: object, problem: str) -> FastmlpError:
 # --------------------------------------------------------------------------
 
 
+# Decoders fastmlp trusts with a user's file. Pillow would otherwise try every
+# format it knows, EPS among them, which it renders by running Ghostscript on
+# the file: an interpreter on untrusted input (and `{ } loop` never returns).
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
+MAX_FILE_BYTES = 64 * 2**20
+# Bounds checked from the header, before any pixel is decoded. A side of
+# 8192 px keeps the resize padding of _scale_to_box (3/20 of the longer side
+# each way) at ~0.1 GB; 16.7 megapixels (a 12 MP phone photo fits) at ~40
+# bytes a pixel through to_grayscale_ink is ~0.7 GB.
+MAX_SIDE = 8192
+MAX_PIXELS = 4096 * 4096
+BYTES_PER_PIXEL = 40
+
+
+def _check_dimensions(p: Path, width: int, height: int) -> None:
+    if width == 0 or height == 0:
+        raise _fail(p, f"image has zero size ({width}x{height})")
+    if max(width, height) > MAX_SIDE or width * height > MAX_PIXELS:
+        raise _fail(p, f"image is {width}x{height} pixels; fastmlp reads images of at most "
+                       f"{MAX_SIDE} px a side and {MAX_PIXELS // 2**20} megapixels")
+    require(width * height * BYTES_PER_PIXEL, f"{p}: decoding this {width}x{height} image")
+
+
 def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open and fully decode an image file (PNG, JPEG, BMP, GIF, TIFF, ...).
+    """Open and fully decode an image file (PNG, JPEG, BMP, GIF, TIFF, WebP).
 
     Returns a loaded ``PIL.Image.Image`` in whatever mode the file has (first
     frame for animations), with any EXIF orientation applied.  Every failure
-    -- missing file, directory, empty file, not an image, truncated or corrupt
-    data, zero width/height -- raises :class:`FastmlpError` with a one-line
-    ``"<path>: <problem>"`` message.
+    -- missing file, directory, FIFO or device, a file over MAX_FILE_BYTES,
+    empty file, not an image of those formats, over MAX_SIDE / MAX_PIXELS,
+    truncated or corrupt data, zero width/height -- raises
+    :class:`FastmlpError` with a one-line ``"<path>: <problem>"`` message.
     """
     p = Path(path)
-    try:
-        # Read the bytes ourselves: decoding from memory leaves no file handle
-        # open (Pillow keeps one for multi-frame formats such as GIF).
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise _fail(p, "file not found") from None
-    except IsADirectoryError:
-        raise _fail(p, "is a directory, not an image file") from None
-    except PermissionError:
-        raise _fail(p, "permission denied") from None
-    except OSError as exc:
-        raise _fail(p, f"cannot read file ({exc.strerror or exc})") from None
+    # Read the bytes ourselves: decoding from memory leaves no file handle
+    # open (Pillow keeps one for multi-frame formats such as GIF).
+    data = read_regular(p, MAX_FILE_BYTES, "image file")
     if not data:
         raise _fail(p, "file is empty (0 bytes)")
 
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     except UnidentifiedImageError:
-        raise _fail(p, "not a recognised image file") from None
+        raise _fail(p, f"not a recognised image file (fastmlp reads {', '.join(IMAGE_FORMATS)})") from None
     except Image.DecompressionBombError as exc:
         raise _fail(p, f"image is too large ({exc})") from None
     except Exception as exc:  # any decoder failure is a bad file, not a bug here
         raise _fail(p, f"cannot open image ({type(exc).__name__}: {exc})") from None
+    _check_dimensions(p, image.width, image.height)
 
     try:
         # Image.open is lazy; load() is where truncated/corrupt data shows up.
         image.load()
     except Exception as exc:
         raise _fail(p, f"image is truncated or corrupt ({exc})") from None
-
-    if image.width == 0 or image.height == 0:
-        raise _fail(p, f"image has zero size ({image.width}x{image.height})")
 
     try:
         # Phone photos are often stored sideways with an EXIF rotation tag.

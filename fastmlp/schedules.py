@@ -30,6 +30,15 @@ def learning_rates(schedule: str, lr: float, total_steps: int, warmup: float | N
     if not 0.0 <= warmup < 1.0:
         raise FastmlpError(f"--warmup {warmup}: must be a fraction in [0, 1)")
 
+    # A huge lr overflows to inf below: one clear error instead of warnings.
+    with np.errstate(over="ignore", invalid="ignore"):
+        lrs = _rates(schedule, lr, total_steps, warmup)
+    if not np.isfinite(lrs).all():
+        raise FastmlpError(f"--lr {lr:g}: the learning-rate schedule overflows; use a smaller --lr")
+    return lrs
+
+
+def _rates(schedule: str, lr: float, total_steps: int, warmup: float):
     step = np.arange(total_steps, dtype=np.float64)
     warmup_steps = int(round(warmup * total_steps))
     start = lr / ONECYCLE_START_DIV if schedule == "onecycle" else 0.0

@@ -14,9 +14,11 @@ from fastmlp import augment as augmentation
 from fastmlp.checkpoint import Checkpoint
 from fastmlp.errors import FastmlpError
 from fastmlp.evaluate import accuracy
-from fastmlp.model import DEFAULT_HIDDEN, DTYPES, MLP, N_CLASSES, N_INPUTS, parse_hidden
-from fastmlp.optim import OPTIMIZERS, OptimizerConfig, OptimizerState, init_state
-from fastmlp.schedules import SCHEDULES, learning_rates
+from fastmlp.metadata import CONFIG
+from fastmlp.model import DEFAULT_HIDDEN, MLP, N_CLASSES, N_INPUTS, parameter_count, parse_hidden
+from fastmlp.memory import require
+from fastmlp.optim import SLOTS, OptimizerConfig, OptimizerState, init_state
+from fastmlp.schedules import learning_rates
 
 
 @dataclass(frozen=True)
@@ -48,30 +50,13 @@ class TrainConfig:
         # Validated, and stored canonical ("default" -> its key=value form),
         # so checkpoints record exactly what was applied.
         object.__setattr__(self, "augment", augmentation.parse(self.augment).spec())
-        checks = [
-            (self.epochs >= 1, f"--epochs {self.epochs}: must be at least 1"),
-            (self.batch_size >= 1, f"--batch-size {self.batch_size}: must be positive"),
-            (self.lr > 0 and math.isfinite(self.lr), f"--lr {self.lr}: must be a positive number"),
-            (self.optimizer in OPTIMIZERS,
-             f"unknown optimizer {self.optimizer!r}; available: {', '.join(OPTIMIZERS)}"),
-            (self.schedule in SCHEDULES,
-             f"unknown schedule {self.schedule!r}; available: {', '.join(SCHEDULES)}"),
-            (0.0 <= self.momentum < 1.0, f"--momentum {self.momentum}: must be in [0, 1)"),
-            (self.weight_decay >= 0.0, f"--weight-decay {self.weight_decay}: must be >= 0"),
-            (0.0 <= self.label_smoothing < 1.0,
-             f"--label-smoothing {self.label_smoothing}: must be in [0, 1)"),
-            (0.0 <= self.dropout < 1.0, f"--dropout {self.dropout}: must be in [0, 1)"),
-            (self.dtype in DTYPES, f"--dtype {self.dtype}: must be one of {', '.join(DTYPES)}"),
-            (self.limit is None or self.limit >= 1, f"--limit {self.limit}: must be positive"),
-            (self.validation >= 0, f"--validation {self.validation}: must be >= 0"),
-            (self.warmup is None or 0.0 <= self.warmup < 1.0,
-             f"--warmup {self.warmup}: must be a fraction in [0, 1)"),
-            (self.swa_start is None or 1 <= self.swa_start <= self.epochs,
-             f"--swa-start {self.swa_start}: must be an epoch from 1 to --epochs ({self.epochs})"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise FastmlpError(message)
+        # Each field's type and range: the schema checkpoints are checked against too.
+        values = self.to_dict()
+        for name, spec in CONFIG.fields.items():
+            spec.check(values[name], f"--{name.replace('_', '-')}")
+        if self.swa_start is not None and self.swa_start > self.epochs:
+            raise FastmlpError(f"--swa-start {self.swa_start}: must be an epoch from 1 to "
+                               f"--epochs ({self.epochs})")
 
     def optimizer_config(self) -> OptimizerConfig:
         return OptimizerConfig(name=self.optimizer, momentum=self.momentum,
@@ -214,6 +199,7 @@ def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
     Returns "done" or "stopped" (should_stop() became true between chunks).
     Raises Diverged on a non-finite loss."""
     X, y = training_rows(data, config)
+    check_memory(config, len(X), state.model.sizes[0], state.model.sizes[-1])
     X_val, y_val = validation_rows(data, config)
     X = np.ascontiguousarray(X, dtype=config.dtype)
     n, batch_size = len(X), config.batch_size
@@ -284,10 +270,27 @@ def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
     return "done"
 
 
+def check_memory(config: TrainConfig, n: int, n_inputs: int = N_INPUTS,
+                 n_classes: int = N_CLASSES) -> None:
+    """Refuse, with the figure, a run whose large arrays would not fit: the
+    learning-rate schedule (8 bytes a step), the parameters with their
+    gradients, optimizer slots, SWA average and a copy being saved, the
+    activations and deltas of a batch, and the augmented copy of X."""
+    itemsize = np.dtype(config.dtype).itemsize
+    sizes = (n_inputs, *config.hidden, n_classes)
+    copies = 3 + len(SLOTS[config.optimizer]) + (config.swa_start is not None)
+    total = (8 * steps_per_epoch(n, config.batch_size) * config.epochs
+             + copies * parameter_count(sizes) * itemsize
+             + 3 * min(config.batch_size, n) * sum(sizes) * itemsize
+             + (n * n_inputs * itemsize if config.augment != "none" else 0))
+    require(total, f"training {'-'.join(map(str, sizes))} for {config.epochs} epochs "
+                   f"at batch size {config.batch_size}")
+
+
 def training_rows(data, config):
     """(X, y) to train on: the first ``config.limit`` training rows (all when
     None) less the last ``config.validation`` of them, held out."""
-    n = len(data.X_train)
+    n = data.X_train.shape[0]
     limit = n if config.limit is None else config.limit
     if limit > n:
         raise FastmlpError(f"--limit {limit}: larger than the {n} training images in {data.source}")

@@ -30,9 +30,11 @@ def make_model(dtype="float32", seed=0):
 def make_optimizer(name, model, step=7, seed=1):
     state = init_state(OptimizerConfig(name=name), model.W, model.b)
     rng = np.random.default_rng(seed)
-    for per_layer in state.slots.values():
+    for key, per_layer in state.slots.items():
         for array in per_layer:
-            array[...] = rng.standard_normal(array.shape)
+            values = rng.standard_normal(array.shape)
+            # Adam's second moment is a mean of squares: never negative (load checks it).
+            array[...] = np.abs(values) if key.startswith("v_") else values
     state.step = step
     return state
 
