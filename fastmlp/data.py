@@ -178,9 +178,7 @@ def _check_kind(path, dims: tuple, magic: int) -> None:
         hint = f", an IDX {_KINDS[found]} file" if found in _KINDS else ""
         raise _error(path, f"wrong magic number 0x{found:08x} ({found}{hint}); "
                            f"expected 0x{magic:08x} ({magic}, {_KINDS[magic]})")
-    if dims[0] == 0:
-        raise _error(path, f"holds no {_KINDS[magic]} (dims {dims})")
-    if magic == IMAGES_MAGIC and 0 in dims:
+    if magic == IMAGES_MAGIC and 0 in dims[1:]:
         raise _error(path, f"images have zero size ({dims[1]}x{dims[2]})")
 
 
@@ -366,9 +364,15 @@ def _load(directory: Path, verify: bool) -> Dataset:
 
 
 def _check_split(paths: dict, dims: dict) -> None:
-    """Images and labels of a split agree in number; train and test images in size."""
+    """Images and labels of a split agree in number, and there are some (an
+    IDX file of none is valid, e.g. a personal drawing set with nothing held
+    out yet, but training and testing need at least one each); train and test
+    images agree in size."""
     for split in ("train", "test"):
         images, labels = dims[f"{split}_images"], dims[f"{split}_labels"]
+        if images[0] == 0:
+            raise FastmlpError(f"{paths[f'{split}_images']}: holds no images (dims {images}); "
+                               "training and testing need at least one each")
         if images[0] != labels[0]:
             raise FastmlpError(
                 f"{paths[f'{split}_images']} has {images[0]} images but "

@@ -66,7 +66,7 @@ def test_fastmlp_train_on_a_set_with_nothing_held_out_yet_is_one_line(tmp_path, 
     code = main(["train", "--data", str(path), "--epochs", "1", "--out", str(tmp_path / "m.npz")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0
-    assert "t10k-images-idx3-ubyte holds no images" in err
+    assert "t10k-images-idx3-ubyte: holds no images" in err
 
 
 def test_fastmlp_train_reads_the_saved_set(tmp_path, capsys):
@@ -82,7 +82,8 @@ def test_fastmlp_train_reads_the_saved_set(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("damage, message", [
-    (lambda d: (d / FILE_NAMES["train_images"]).write_bytes(b"\0\0\x08\x03garbage"), "SHA-256 mismatch"),
+    (lambda d: _flip_last_byte(d / FILE_NAMES["train_images"]), "SHA-256 mismatch"),
+    (lambda d: (d / FILE_NAMES["train_images"]).write_bytes(b"\0\0\x08\x03garbage"), "header truncated"),
     (lambda d: (d / drawings.MANIFEST).write_text("{not json"), "corrupt drawing set manifest"),
     (lambda d: (d / drawings.MANIFEST).unlink(), "not a fastmlp drawing set"),
     (lambda d: _set_manifest(d, format_version=2), "newer fastmlp"),
@@ -99,6 +100,13 @@ def test_a_corrupt_or_newer_set_is_one_line_and_never_overwritten(tmp_path, dama
             action()
         assert "\n" not in str(info.value)
     assert _snapshot(tmp_path) == before
+
+
+def _flip_last_byte(path):
+    """A pixel changed, the IDX header intact: only the checksum can tell."""
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
 
 
 def _set_manifest(directory, **fields):
