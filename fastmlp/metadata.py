@@ -227,7 +227,8 @@ RECORD = Obj({
     "epoch": Int(1), "loss": Float(0.0), "train_accuracy": ACCURACY, "test_accuracy": ACCURACY,
     "seconds": SECONDS, "validation_accuracy": ACCURACY, "swa_test_accuracy": ACCURACY,
     "swa_validation_accuracy": ACCURACY,
-}, required=frozenset({"epoch", "loss", "train_accuracy", "test_accuracy", "seconds"}))
+}, required=frozenset({"epoch", "loss", "train_accuracy", "seconds"}))
+# (no test_accuracy when the data has no test split: a model fitted from Python)
 
 PROGRESS = Obj({
     "epoch": Int(0), "step": Int(0), "loss_sum": Float(0.0), "correct": Int(0),

@@ -256,7 +256,7 @@ NAN[2, 1] = np.nan
     (lambda: MLPClassifier().fit(X4, Y4 + 0.5), "Unknown label type: continuous"),
     (lambda: MLPClassifier().fit(X4[:0], Y4[:0]), r"0 sample\(s\)"),
     (lambda: MLPClassifier().fit([["a", "b"]] * 12, Y4), "could not convert string to float"),
-    (lambda: MLPClassifier(optimizer="lbfgs").fit(X4, Y4), "unknown optimizer 'lbfgs'"),
+    (lambda: MLPClassifier(optimizer="lbfgs").fit(X4, Y4), "optimizer 'lbfgs': is not one of sgd, momentum, adam, adamw"),
     (lambda: MLPClassifier(epochs=0).fit(X4, Y4), "epochs=0: must be at least 1"),
     (lambda: MLPClassifier(hidden="12,x").fit(X4, Y4), "expected comma-separated positive"),
     (lambda: MLPClassifier(backend="cuda").fit(X4, Y4), "backend='cuda' is unknown"),
