@@ -39,7 +39,7 @@ from .numba_rows import (adam_span, column_sums, momentum_span, relu_backward_fl
 from .numba_threads import THREADS
 from .numba_tiles import pack_strips, product_cols, product_rows, unpack_strips
 from .numba_sync import barrier_state, run_threads
-from .numba_train import (FEW_ROWS, GRADIENT, INFER, UPDATE, Batches, Dropout, Optimizer, Params,
+from .numba_train import (FEW_ROWS, GRADIENT, INFER, ROWS_PER_PART, UPDATE, Batches, Dropout, Optimizer, Params,
                           Step, backward_few, batch_worker, buffers, forward_few, layout,
                           parameter_count)
 
@@ -49,8 +49,10 @@ name = "numba"
 # to keep Python off the hot path, few enough to report progress and stop
 # cleanly every ~0.05 s.
 batches_per_call = 64
-# forward() runs blocks of this many rows on all threads.
-_FORWARD_BLOCK = 256
+# forward() runs blocks of this many rows on all threads, in parts of
+# _FORWARD_PART rows (each part streams the weights once: larger parts than
+# training's, which has a params phase to balance).
+_FORWARD_BLOCK, _FORWARD_PART = 2048, 256
 
 
 # ------------------------------------------------------------- layer ops
@@ -144,7 +146,8 @@ def forward(W, b, X):
     n = X.shape[0]
     lay = layout(_sizes(Ws), _FORWARD_BLOCK, X.dtype)
     P, blocks = _pack(Ws, bs, lay), -(-n // _FORWARD_BLOCK)
-    rows = Batches(X, _int64(np.zeros(n)), _int64(np.arange(n)), _FORWARD_BLOCK, 0, blocks, 0)
+    rows = Batches(X, _int64(np.zeros(n)), _int64(np.arange(n)), _FORWARD_BLOCK, 0, blocks, 0,
+                   _FORWARD_PART)
     run_threads(batch_worker, min(THREADS.count(), blocks), barrier_state(), Params(P, P, P), lay,
                 buffers(lay, X.dtype), rows, _step(INFER), probs)
     return probs
@@ -168,7 +171,7 @@ def forward_backward(W, b, X, y, dW, db, smoothing=0.0, dropout=None, position=0
     P, buf = _pack(Ws, bs, lay), buffers(lay, X.dtype)
     _transposes(Ws, lay, buf.T)
     # One batch of all the rows, on one thread, without the update.
-    rows = Batches(X, y, _int64(np.arange(n)), max(n, 1), 0, 1, int(position))
+    rows = Batches(X, y, _int64(np.arange(n)), max(n, 1), 0, 1, int(position), ROWS_PER_PART)
     batch_worker(0, 1, barrier_state(), Params(P, P, P), lay, buf, rows,
                  _step(GRADIENT, smoothing=smoothing, dropout=dropout), _NO_PROBS[X.dtype])
     _unpack(buf.G, lay, dWs, dbs)
@@ -218,7 +221,7 @@ def train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
         start = time.perf_counter()
         part_loss, part_correct = run_threads(
             batch_worker, THREADS.count() if threaded else 1, barrier_state(), Params(P, S1, S2),
-            lay, buf, Batches(X, y, order, batch_size, lo, hi, 0),
+            lay, buf, Batches(X, y, order, batch_size, lo, hi, 0, ROWS_PER_PART),
             _step(UPDATE, lrs[lo - first:], opt, int(state.step) + lo - first, smoothing,
                   dropout), _NO_PROBS[X.dtype])
         THREADS.record(threaded, (time.perf_counter() - start) / (hi - lo))

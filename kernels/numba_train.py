@@ -70,8 +70,10 @@ Buffers = namedtuple("Buffers", "act delta act_in delta_in dstrips T G ident los
 Params = namedtuple("Params", "P S1 S2")
 # The rows of a call: X (N, i_0), labels y (N,) int64, the epoch's row order
 # (int64), batch_size, batches first..stop-1, pos0 the epoch position of
-# order[0] (dropout).
-Batches = namedtuple("Batches", "X y order batch_size first stop pos0")
+# order[0] (dropout), part_rows the rows of a rows part (ROWS_PER_PART when
+# training; inference, with no params phase to balance, takes larger parts
+# that stream each weight strip once per more rows).
+Batches = namedtuple("Batches", "X y order batch_size first stop pos0 part_rows")
 # What a call does with them (mode INFER, GRADIENT or UPDATE), and the update:
 # lrs (batches,) float64, hyper an Optimizer, step0 the updates done before,
 # label smoothing, a Dropout.
@@ -315,10 +317,10 @@ def batch_worker(tid, threads, sync, params, lay, buf, data, step, probs):
     for j in range(data.first, data.stop):
         rows = data.order[j * size:min((j + 1) * size, N)]
         n = rows.shape[0]
-        parts = (n + ROWS_PER_PART - 1) // ROWS_PER_PART
+        parts = (n + data.part_rows - 1) // data.part_rows
         part = next_part(sync, ROWS_PHASE)
         while part < parts:
-            lo, hi = part * ROWS_PER_PART, min(n, (part + 1) * ROWS_PER_PART)
+            lo, hi = part * data.part_rows, min(n, (part + 1) * data.part_rows)
             forward_rows(params.P, lay, buf, data.X, rows, lo, hi, step.drop,
                          data.pos0 + j * size)
             if step.mode == INFER:
