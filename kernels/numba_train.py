@@ -37,12 +37,13 @@ from .numba_sync import barrier, next_part
 # The cuts: a rows part is ROWS_PER_PART rows (whole micro-kernel groups;
 # 32 on AVX2: fewer, larger parts reuse each packed weight strip more, and
 # batch 128 still has 4 parts, batch 512 16). In the params phase layer l is
-# cut in pieces of about WEIGHTS_PER_PIECE weights, at most MAX_PIECES: a
-# piece of a small layer costs more in setup than in products, and 16 pieces
-# of a wide one keep up to 16 threads busy. Fixed numbers, never the thread
+# cut in pieces of about WORK_PER_PIECE weights x batch rows (8192 weights at
+# batch 128), at most MAX_PIECES: a piece of a small layer costs more in
+# setup than in products, and 16 pieces of a wide one keep up to 16 threads
+# busy. Fixed numbers, never the thread
 # count, so any number of threads gives the same bits.
 ROWS_PER_PART = 8 * MR
-WEIGHTS_PER_PIECE = 8192
+WORK_PER_PIECE = 8192 * 128
 MAX_PIECES = 16
 # A literal False or 0 passed to a compiled function compiles it once more
 # for that literal type: call sites pass typed values instead.
@@ -100,7 +101,8 @@ def layout(sizes, n, dtype) -> Layout:
     a_at = np.concatenate([[0, 0], np.cumsum(n * sizes[1:])])
     d_at = np.concatenate([[0], np.cumsum(strips * n * nr)])
     groups = -(-sizes[:-1] // MR)
-    pieces = np.clip(sizes[:-1] * sizes[1:] // WEIGHTS_PER_PIECE, 1, np.minimum(groups, MAX_PIECES))
+    pieces = np.clip(sizes[:-1] * sizes[1:] * n // WORK_PER_PIECE, 1,
+                     np.minimum(groups, MAX_PIECES))
     return Layout(sizes, strips, w_at, b_at, t_at, a_at, d_at, int(n), int(nr), pieces,
                   int(pieces.sum()), int(sizes.max()))
 
