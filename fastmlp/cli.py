@@ -344,7 +344,7 @@ def _get_ready(backend, dtype, augment=False):
 
     def wait_until_ready():
         if not preparation.wait(NOTICE_AFTER):
-            print(f"compiling {backend.name} kernels (first run only)…", file=sys.stderr, flush=True)
+            print(f"getting {backend.name} kernels ready (a first run compiles them)…", file=sys.stderr, flush=True)
             preparation.wait()
             if preparation.error is None:
                 print(f"…ready in {preparation.seconds:.1f} s", file=sys.stderr, flush=True)

@@ -39,9 +39,9 @@ from .numba_rows import (adam_span, column_sums, momentum_span, relu_backward_fl
 from .numba_threads import THREADS
 from .numba_tiles import pack_strips, product_cols, product_rows, unpack_strips
 from .numba_sync import barrier_state, run_threads
-from .numba_train import (FEW_ROWS, GRADIENT, INFER, ROWS_PER_PART, UPDATE, Batches, Dropout, Optimizer, Params,
-                          Step, backward_few, batch_worker, buffers, forward_few, layout,
-                          parameter_count)
+from .numba_train import (FEW_ROWS, GRADIENT, INFER, ROWS_PER_PART, UPDATE, Batches, Dropout,
+                          Optimizer, Params, Step, backward_few, batch_worker, buffers,
+                          forward_few, layout, parameter_count)
 
 name = "numba"
 
@@ -146,10 +146,11 @@ def forward(W, b, X):
     n = X.shape[0]
     lay = layout(_sizes(Ws), _FORWARD_BLOCK, X.dtype)
     P, blocks = _pack(Ws, bs, lay), -(-n // _FORWARD_BLOCK)
-    rows = Batches(X, _int64(np.zeros(n)), _int64(np.arange(n)), _FORWARD_BLOCK, 0, blocks, 0,
+    no_labels = _int64(np.zeros(1))   # INFER reads none
+    rows = Batches(X, no_labels, _int64(np.arange(n)), _FORWARD_BLOCK, 0, blocks, 0,
                    _FORWARD_PART)
     run_threads(batch_worker, min(THREADS.count(), blocks), barrier_state(), Params(P, P, P), lay,
-                buffers(lay, X.dtype), rows, _step(INFER), probs)
+                buffers(lay, X.dtype, infer=True), rows, _step(INFER), probs)
     return probs
 
 

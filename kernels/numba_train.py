@@ -4,7 +4,8 @@ ones the single ops run, and the op tests check).
 
 One batch is two phases over fixed parts, run by every thread of the call
 (kernels/numba_sync.py), with a barrier after each:
-  rows   (part = ROWS_PER_PART rows of the batch): forward through every
+  rows   (part = ROWS_PER_PART rows of the batch; inference takes larger
+         parts, Batches.part_rows): forward through every
          layer, softmax + cross-entropy, and every backward delta of those
          rows, dA = (dY @ W.T) * relu'; a row needs no other.
   params (part = a piece of one layer's input units, see ``layout``): dW
@@ -111,8 +112,17 @@ def parameter_count(lay: Layout) -> int:
     return int(lay.b_at[-1] + lay.sizes[-1])
 
 
-def buffers(lay: Layout, dtype) -> Buffers:
+def buffers(lay: Layout, dtype, infer=False) -> Buffers:
+    """The Buffers of a call; ``infer``: for mode INFER, which reads and
+    writes only act (the others are empty: 5 MB less to zero per forward)."""
     parts = -(-lay.n // ROWS_PER_PART)
+    if infer:
+        act, none = np.empty(lay.a_at[-1], dtype), np.empty(0, dtype)
+        act_in, none_in, ident = act.view(), none.view(), np.arange(lay.n, dtype=np.int64)
+        # the same types as training's buffers: one compiled worker
+        act_in.flags.writeable = none_in.flags.writeable = ident.flags.writeable = False
+        return Buffers(act, none, act_in, none_in, none, none, none, ident, np.zeros(parts),
+                       np.zeros(parts, np.int64))
     act, delta = np.zeros(lay.a_at[-1], dtype), np.zeros(lay.a_at[-1], dtype)
     act_in, delta_in, ident = act.view(), delta.view(), np.arange(lay.n, dtype=np.int64)
     act_in.flags.writeable = delta_in.flags.writeable = ident.flags.writeable = False

@@ -451,7 +451,7 @@ def test_resume_checkpoint_from_before_swa_existed(tmp_path, one_epoch):
 
 # ------------------------------------------------- kernels getting ready
 
-COMPILING = "compiling numba kernels (first run only)…"
+COMPILING = "getting numba kernels ready (a first run compiles them)…"
 READY = re.compile(r"…ready in (\d+\.\d) s")
 SLOW_PREPARE = 0.8  # s: longer than the 0.3 s after which a wait is announced
 
