@@ -44,6 +44,13 @@ class _KernelSourcesLocator(caching._CacheLocator):
     def __init__(self, inner):
         self._inner = inner
 
+    def __getattr__(self, name):
+        # whatever else Numba reads of a locator (_py_file, for its "cannot
+        # cache" warning) is the inner one's
+        if name == "_inner":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
     def ensure_cache_path(self):
         self._inner.ensure_cache_path()
 

@@ -1,7 +1,10 @@
 """Host-side thread policy of the Numba backend: how many threads a compiled
 call may use, and whether training is faster on all of them or on one right
-now (another process may hold a core). Never changes results: the kernels
-cut work into fixed parts (kernels/numba_train.py)."""
+now (another process, or another library in this one, may hold a core).
+Never changes results: the kernels cut work into fixed parts
+(kernels/numba_train.py)."""
+
+import time
 
 import numba
 
@@ -10,27 +13,35 @@ class ThreadPolicy:
     """Whether train_batches runs a batch's parts on all threads or one.
     The results are the same bits either way; only the speed differs, and
     not always in favour of threads: the threads synchronise twice per batch,
-    and when another process holds the other core each synchronisation waits
+    and when something else holds the other core each synchronisation waits
     for a scheduler time slice (measured: an epoch 3-40x slower than on one
-    thread). So the batches run in timed segments, each in the mode that is
-    faster per batch, judged by the best of its last RECENT segments
-    (contention only ever slows a segment down, so the best is the honest
-    figure and one unlucky segment does not flip the choice). Threaded
-    segments are SEGMENT batches long, so a core lost to another process
-    for good is noticed within RECENT * SEGMENT batches. The mode not in use
-    is re-measured on PROBE batches every `interval` calls; the interval
-    doubles (up to MAX_INTERVAL) each time the probe loses, so a busy machine
-    pays for few slow probes."""
+    thread). Contention comes and goes: a BLAS call elsewhere in the process
+    leaves OpenBLAS's threads spinning for a while after it returns, another
+    process may run for a second or for good.
 
-    SEGMENT = 8
+    So the batches run in timed segments of SEGMENT batches, each in the mode
+    that is faster per batch, judged by the best of its last RECENT segments
+    (contention only ever slows a segment down, so the best is the honest
+    figure and one unlucky segment does not flip the choice). The mode not in
+    use is re-measured on PROBE batches once its back-off has passed: it
+    starts at MIN_BACKOFF seconds and doubles, up to MAX_BACKOFF, each time
+    the probe loses, and returns to MIN_BACKOFF when one wins. The back-off is
+    wall-clock time, not calls: a brief contention that pushed training onto
+    one thread is left behind within a fraction of a second (measured before
+    this: an epoch stuck on one thread, 1.4x slower, for many epochs after a
+    burst of BLAS calls), while contention that stays costs one slow probe
+    every MAX_BACKOFF seconds (at most a few percent)."""
+
+    SEGMENT = 16
     RECENT = 3
     PROBE = 4
-    MIN_INTERVAL, MAX_INTERVAL = 4, 32
+    MIN_BACKOFF, MAX_BACKOFF = 0.05, 2.0
 
-    def __init__(self):
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
         self.recent = {True: [], False: []}   # seconds per batch, newest last
-        self.calls = 0
-        self.interval = self.MIN_INTERVAL
+        self.backoff = self.MIN_BACKOFF
+        self.next_probe = clock()
 
     @staticmethod
     def count():
@@ -53,24 +64,24 @@ class ThreadPolicy:
     def segments(self, first, stop):
         """Yield (lo, hi, threads) covering batches first..stop-1; the caller
         reports each segment's time with record() before taking the next."""
-        self.calls += 1
         lo = first
-        if self.available() and self.calls % self.interval == 1:
-            best = self.preferred()
-            hi = min(stop, lo + self.PROBE)
-            yield lo, hi, not best
-            self.interval = (self.MIN_INTERVAL if self.preferred() != best
-                             else min(2 * self.interval, self.MAX_INTERVAL))
-            lo = hi
         while lo < stop:
-            threads = self.preferred()
-            hi = min(stop, lo + self.SEGMENT) if threads else stop
-            yield lo, hi, threads
+            best = self.preferred()
+            if self.available() and self.clock() >= self.next_probe:
+                hi = min(stop, lo + self.PROBE)
+                yield lo, hi, not best
+                self._after_probe(won=self.preferred() != best)
+            else:
+                hi = min(stop, lo + self.SEGMENT)
+                yield lo, hi, best
             lo = hi
+
+    def _after_probe(self, won):
+        self.backoff = self.MIN_BACKOFF if won else min(2 * self.backoff, self.MAX_BACKOFF)
+        self.next_probe = self.clock() + self.backoff
 
     def record(self, threads, seconds_per_batch):
         self.recent[threads] = (self.recent[threads] + [seconds_per_batch])[-self.RECENT:]
 
 
 THREADS = ThreadPolicy()
-

@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -545,22 +546,130 @@ def test_any_thread_count_infers_the_same_bits(fast, monkeypatch):
         np.testing.assert_array_equal(probs[0], p)
 
 
-def test_thread_policy_covers_every_batch_once_and_follows_the_timings(monkeypatch):
+class _Clock:
+    """A wall clock the test moves by hand."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def _run_policy(policy, clock, first, stop, seconds_per_batch):
+    """Run one train_batches chunk through ``policy``; each segment takes
+    seconds_per_batch(threads) per batch of the fake clock. Returns the
+    batches covered and the modes used, in order."""
+    covered, modes = [], []
+    for lo, hi, threads in policy.segments(first, stop):
+        assert first <= lo < hi <= stop
+        covered.extend(range(lo, hi))
+        modes.append(threads)
+        clock.now += (hi - lo) * seconds_per_batch(threads)
+        policy.record(threads, seconds_per_batch(threads))
+    assert covered == list(range(first, stop))
+    return modes
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
     from fastmlp.kernels import numba_threads
     monkeypatch.setattr(numba_threads.numba, "get_num_threads", lambda: 2)
-    policy = numba_threads.ThreadPolicy()
+    return numba_threads
+
+
+def test_thread_policy_covers_every_batch_once_and_follows_the_timings(two_threads, monkeypatch):
+    clock = _Clock()
+    policy = two_threads.ThreadPolicy(clock)
     for first, stop in [(0, 64), (64, 128), (3, 4), (0, 469)] * 5:
-        covered = []
-        for lo, hi, threads in policy.segments(first, stop):
-            assert first <= lo < hi <= stop
-            covered.extend(range(lo, hi))
-            # threads "lose" on this machine: the policy must settle on one thread
-            policy.record(threads, 2e-3 if threads else 1e-3)
-        assert covered == list(range(first, stop))
+        # threads "lose" on this machine: the policy must settle on one thread
+        _run_policy(policy, clock, first, stop, lambda threads: 2e-3 if threads else 1e-3)
     assert policy.preferred() is False
-    assert policy.interval > policy.MIN_INTERVAL  # lost probes: probe less often
-    monkeypatch.setattr(numba_threads.numba, "get_num_threads", lambda: 1)
+    assert policy.backoff > policy.MIN_BACKOFF   # lost probes: probe less often
+    monkeypatch.setattr(two_threads.numba, "get_num_threads", lambda: 1)
     assert all(not threads for _, _, threads in policy.segments(0, 100))
+
+
+def test_thread_policy_returns_to_threads_soon_after_contention_ends(two_threads):
+    """A burst of contention (another library's threads spinning, a process
+    that runs for a while) makes threads lose for a time; once it is over,
+    the policy is back on threads within about MAX_BACKOFF seconds of wall
+    time, however long the burst lasted, and however few batches a call has."""
+    clock = _Clock()
+    policy = two_threads.ThreadPolicy(clock)
+    contended = lambda threads: 5e-3 if threads else 0.5e-3  # noqa: E731
+    calm = lambda threads: 0.4e-3 if threads else 0.5e-3     # noqa: E731
+    while clock.now < 30.0:   # 30 s of contention
+        _run_policy(policy, clock, 0, 64, contended)
+    assert policy.preferred() is False
+    probes_start = clock.now
+    while policy.preferred() is False:
+        _run_policy(policy, clock, 0, 4, calm)
+    assert clock.now - probes_start <= policy.MAX_BACKOFF + 0.1
+
+
+def test_thread_policy_probes_cost_little_under_lasting_contention(two_threads):
+    """While threads keep losing, the time spent in threaded probes is a small
+    share of the run: at most PROBE batches per MAX_BACKOFF seconds once the
+    back-off has grown (here threads are 10x slower)."""
+    clock = _Clock()
+    policy = two_threads.ThreadPolicy(clock)
+    slow = lambda threads: 5e-3 if threads else 0.5e-3  # noqa: E731
+    spent = {True: 0.0, False: 0.0}
+    for _ in range(2000):   # ~64 s of training
+        for lo, hi, threads in policy.segments(0, 64):
+            spent[threads] += (hi - lo) * slow(threads)
+            clock.now += (hi - lo) * slow(threads)
+            policy.record(threads, slow(threads))
+    assert spent[True] / (spent[True] + spent[False]) < 0.05
+
+
+def test_run_threads_reuses_its_helpers_and_surfaces_their_errors():
+    from fastmlp.kernels import numba_sync
+
+    seen = []
+
+    def worker(tid, threads, out):
+        seen.append((threading.current_thread().name, tid, threads))
+        out[tid] = tid + 1
+        return "thread 0"
+
+    for _ in range(3):
+        out = np.zeros(3)
+        assert numba_sync.run_threads(worker, 3, out) == "thread 0"
+        np.testing.assert_array_equal(out, [1, 2, 3])
+    helpers = {name for name, tid, _ in seen if tid > 0}
+    assert len(helpers) == 2   # the same two helper threads every call
+
+    def failing(tid, threads):
+        if tid == 1:
+            raise ValueError("helper failed")
+
+    with pytest.raises(ValueError, match="helper failed"):
+        numba_sync.run_threads(failing, 2)
+    out = np.zeros(2)   # the helpers still serve after an error
+    numba_sync.run_threads(worker, 2, out)
+    np.testing.assert_array_equal(out, [1, 2])
+
+
+def test_concurrent_calls_train_the_same_bits_as_one_at_a_time(fast):
+    """Two Python threads training at once (the GUI trains while it infers)
+    share the helpers or start their own threads; neither changes a result."""
+    X, y = _mnist_subset(1500)
+    alone = _train(fast, OPTIMIZERS["momentum"], X, y, 12, per_call=3)[0]
+    results = [None, None]
+
+    def train(i):
+        results[i] = _train(fast, OPTIMIZERS["momentum"], X, y, 12, per_call=3)[0]
+
+    pool = [threading.Thread(target=train, args=(i,)) for i in range(2)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    for run in results:
+        for a, b in zip(alone.W + alone.b, run.W + run.b):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_results_do_not_depend_on_the_thread_count():
@@ -592,6 +701,18 @@ def test_jit_falls_back_to_no_cache_without_a_cache_location():
     namespace = {}
     exec("def double(x):\n    return 2 * x\n", namespace)
     assert numba_jit.jit()(namespace["double"])(21) == 42
+
+
+def test_kernel_cache_locator_answers_for_its_inner_locator():
+    """Numba reads more of a locator than the methods the backend's wraps
+    (``_py_file`` when it warns that a function cannot be cached, which with
+    NUMBA_OPT=0 it does): the wrapper answers with Numba's own locator's."""
+    from fastmlp.kernels import numba_jit, numba_rows
+    py_func = numba_rows.softmax_row.py_func
+    locator = numba_jit._KernelSourcesLocator.from_function(py_func, py_func.__code__.co_filename)
+    assert locator is not None
+    assert locator._py_file == py_func.__code__.co_filename
+    assert locator.get_source_stamp()[1] == numba_jit.SOURCES_DIGEST
 
 
 @pytest.mark.slow
