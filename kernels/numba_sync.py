@@ -71,7 +71,10 @@ class _Helpers:
     slower than one thread to the thread policy. A waiting helper takes a
     call in a few microseconds. One call at a time uses the helpers (the GUI
     may infer while it trains); a second concurrent call starts threads of
-    its own, as before. After os.fork the child starts with no helpers."""
+    its own, as before. Helpers are started by the calling thread and so
+    share its CPU priority (Linux keeps a nice value per thread; the GUI
+    trains at a lower one): each priority has helpers of its own
+    (``helpers_for``). After os.fork the child starts with none."""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -94,13 +97,33 @@ class _Helpers:
             except BaseException as exc:  # surfaced in the caller, never lost in a thread
                 done.put(exc)
 
-    def forget(self):
-        self.lock, self.inboxes = threading.Lock(), []
+_HELPERS = {}   # the calling thread's nice value -> its _Helpers
+_HELPERS_LOCK = threading.Lock()
 
 
-_HELPERS = _Helpers()
+def _nice() -> int:
+    """The calling thread's nice value (per thread on Linux); 0 where unknown."""
+    try:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    except (AttributeError, OSError):
+        return 0
+
+
+def helpers_for(nice: int) -> _Helpers:
+    with _HELPERS_LOCK:
+        if nice not in _HELPERS:
+            _HELPERS[nice] = _Helpers()
+        return _HELPERS[nice]
+
+
+def _forget_helpers():
+    global _HELPERS_LOCK
+    _HELPERS.clear()
+    _HELPERS_LOCK = threading.Lock()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_HELPERS.forget)
+    os.register_at_fork(after_in_child=_forget_helpers)
 
 
 def run_threads(worker, threads, *args):
@@ -108,19 +131,20 @@ def run_threads(worker, threads, *args):
     returns thread 0's result. The worker must release the GIL (nogil)."""
     if threads == 1:
         return worker(0, 1, *args)
-    if not _HELPERS.lock.acquire(blocking=False):
+    helpers = helpers_for(_nice())
+    if not helpers.lock.acquire(blocking=False):
         return _run_on_new_threads(worker, threads, args)
     try:
-        _HELPERS.ensure(threads - 1)
+        helpers.ensure(threads - 1)
         done = queue.SimpleQueue()
         for tid in range(1, threads):
-            _HELPERS.inboxes[tid - 1].put((worker, tid, threads, args, done))
+            helpers.inboxes[tid - 1].put((worker, tid, threads, args, done))
         try:
             result = worker(0, threads, *args)
         finally:   # the helpers are free again only once all have finished
             errors = [e for e in (done.get() for _ in range(1, threads)) if e is not None]
     finally:
-        _HELPERS.lock.release()
+        helpers.lock.release()
     if errors:
         raise errors[0]
     return result

@@ -652,6 +652,34 @@ def test_run_threads_reuses_its_helpers_and_surfaces_their_errors():
     np.testing.assert_array_equal(out, [1, 2])
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values: Linux")
+def test_run_threads_helpers_share_the_callers_cpu_priority():
+    """The GUI trains in a thread at a lower priority (nice) so that drawing
+    stays smooth: the helper threads that call runs on must be as nice as
+    it is, and a normal caller's helpers as normal as it is."""
+    from fastmlp.kernels import numba_sync
+
+    def nice():
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def worker(tid, threads, seen):
+        seen[tid] = nice()
+
+    normal = {}
+    numba_sync.run_threads(worker, 2, normal)
+    lowered = {}
+
+    def niced_caller():
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, nice() + 5))
+        numba_sync.run_threads(worker, 2, lowered)
+
+    t = threading.Thread(target=niced_caller)
+    t.start()
+    t.join()
+    assert normal[0] == normal[1]
+    assert lowered[0] == lowered[1] == min(19, normal[0] + 5)
+
+
 def test_concurrent_calls_train_the_same_bits_as_one_at_a_time(fast):
     """Two Python threads training at once (the GUI trains while it infers)
     share the helpers or start their own threads; neither changes a result."""
