@@ -5,7 +5,7 @@
     python bench/augment_cost.py --backends numpy,numba --rows 6000
 
 Per repeat and backend, in the order fastmlp.train.run does it, timed apart:
-- augment: the epoch's random parameters (fastmlp.augment.sample_params) and
+- augment: the epoch's random parameters (fastmlp.augmentation.sample_params) and
   the backend's ``augment`` op over every training image (--augment SPEC,
   default "default");
 - train on augmented: benchlib.run_epoch on those images (the default recipe,
@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 import benchlib  # noqa: E402
-from fastmlp import augment as augmentation  # noqa: E402
+from fastmlp import augmentation  # noqa: E402
 
 CHECK_ROWS = 256
 RTOL, ATOL = 1e-5, 1e-6

@@ -9,7 +9,7 @@ The op's share of a training epoch is bench/augment_cost.py's job.
 
 import numpy as np
 
-from fastmlp import augment as augmentation
+from fastmlp import augmentation
 
 import benchlib
 

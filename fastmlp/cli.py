@@ -503,12 +503,13 @@ def _run_predict(args) -> int:
     from fastmlp import checkpoint
     from fastmlp.confidence import verdict
     from fastmlp.kernels import get_backend
+    from fastmlp.model import N_INPUTS
     from fastmlp.preprocess import load_and_normalize
 
     model = checkpoint.load(args.model).model
-    if model.sizes[0] != 28 * 28:
+    if model.sizes[0] != N_INPUTS:
         raise FastmlpError(f"{args.model}: expects {model.sizes[0]} inputs, but images are "
-                           f"normalized to 28x28 = 784 pixels")
+                           f"normalized to 28x28 = {N_INPUTS} pixels")
     backend = get_backend(args.backend)
     _get_ready(backend, model.dtype)()  # nothing slow to overlap: wait (announced) now
     failed = 0

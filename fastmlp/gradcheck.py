@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastmlp.memory import require
-from fastmlp.model import MLP, N_CLASSES, parameter_count
+from fastmlp.model import MLP, layer_sizes, parameter_count
 
 STEP = 1e-6
 # Tolerances on the relative error defined above.
@@ -29,7 +29,7 @@ def check_memory(n_backends: int, hidden, n_inputs: int, batch_size: int, dtype)
     """Refuse, with the figure, a check whose arrays would not fit: the model,
     its float64 copy for finite differences and one gradient set per backend;
     activations and deltas of the batch, per backend and for the reference."""
-    sizes = (n_inputs, *hidden, N_CLASSES)
+    sizes = layer_sizes(hidden, n_inputs)
     itemsize = max(np.dtype(dtype).itemsize, 8)  # the FD copy is float64
     total = ((2 + n_backends) * parameter_count(sizes) * itemsize
              + 3 * (n_backends + 1) * batch_size * sum(sizes) * itemsize)

@@ -10,12 +10,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from fastmlp import augment as augmentation
+from fastmlp import augmentation
 from fastmlp.checkpoint import Checkpoint
 from fastmlp.errors import FastmlpError
 from fastmlp.evaluate import accuracy
 from fastmlp.metadata import CONFIG
-from fastmlp.model import DEFAULT_HIDDEN, MLP, N_CLASSES, N_INPUTS, parameter_count, parse_hidden
+from fastmlp.model import (DEFAULT_HIDDEN, MLP, N_CLASSES, N_INPUTS, layer_sizes, parameter_count,
+                           parse_hidden)
 from fastmlp.memory import require
 from fastmlp.optim import SLOTS, OptimizerConfig, OptimizerState, init_state
 from fastmlp.schedules import learning_rates
@@ -277,7 +278,7 @@ def check_memory(config: TrainConfig, n: int, n_inputs: int = N_INPUTS,
     gradients, optimizer slots, SWA average and a copy being saved, the
     activations and deltas of a batch, and the augmented copy of X."""
     itemsize = np.dtype(config.dtype).itemsize
-    sizes = (n_inputs, *config.hidden, n_classes)
+    sizes = layer_sizes(config.hidden, n_inputs, n_classes)
     copies = 3 + len(SLOTS[config.optimizer]) + (config.swa_start is not None)
     total = (8 * steps_per_epoch(n, config.batch_size) * config.epochs
              + copies * parameter_count(sizes) * itemsize

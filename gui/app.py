@@ -35,7 +35,7 @@ import numpy as np
 import fastmlp
 from fastmlp import checkpoint, drawings, finetune, insight
 from fastmlp.data import load_dataset
-from fastmlp.errors import FastmlpError
+from fastmlp.errors import FastmlpError, one_line
 from fastmlp.gui import theme
 from fastmlp.gui.theme import px
 from fastmlp.gui.answer import AnswerPanel
@@ -73,10 +73,6 @@ class FinetuneJob:
     drawings: drawings.Drawings
     mnist: object  # fastmlp.data.Dataset
     before: finetune.Scores
-
-
-def one_line(text) -> str:
-    return " ".join(str(text).split())
 
 
 class DigitApp:

@@ -21,6 +21,7 @@ import math
 import numpy as np
 
 from fastmlp.errors import FastmlpError
+from fastmlp.model import IMAGE_SIDE
 
 # Key (a field of AugmentConfig) -> (lo, hi, whether hi itself is allowed,
 # how to say it). Order: the canonical spec order.
@@ -30,7 +31,7 @@ _LIMITS = {
     "shear": (0, 60, True, "degrees in [0, 60]"),
     "shift": (0, 14, True, "pixels in [0, 14]"),
     "elastic": (0, 14, True, "pixels in [0, 14]"),
-    "grid": (2, 28, True, "an integer in [2, 28]"),
+    "grid": (2, IMAGE_SIDE, True, f"an integer in [2, {IMAGE_SIDE}]"),
     "thickness": (0, 1, True, "a fraction in [0, 1]"),
 }
 
