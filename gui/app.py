@@ -690,7 +690,7 @@ class DigitApp:
         state, epochs = event.state, event.config.epochs
         history = state.history
         accuracy = f", test {history[-1]['test_accuracy'] * 100:.2f}%" if history else ""
-        saved = checkpoint.Checkpoint(state.model, state.optimizer, event.meta)
+        saved = event.saved
         if event.status == "done":
             self._show_progress(f"done: {epochs} epochs{accuracy}")
             self._offer(saved, self._describe_result(state, epochs, accuracy))
