@@ -1,9 +1,8 @@
-"""Inference: single-image latency (model.predict_proba on one image, as
-`fastmlp predict` calls it) and the 10k test set (fastmlp.evaluate.predict_proba,
-as `fastmlp evaluate` and the per-epoch test accuracy call it), per backend.
+"""Inference: single-image latency (model.predict_proba on one image, as `fastmlp predict` calls it) and the 10k test set (fastmlp.evaluate.predict_proba, as `fastmlp evaluate` and the per-epoch test accuracy call it), per backend.
+
 Probabilities are checked against the reference (relative error within
-fastmlp.tolerances.BACKEND_VS_REFERENCE) first,
-then one warm-up call, then timing.
+fastmlp.tolerances.BACKEND_VS_REFERENCE) first, then one warm-up call, then
+timing.
 """
 
 import numpy as np

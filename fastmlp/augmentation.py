@@ -1,5 +1,4 @@
-"""Data augmentation: what to randomize (``AugmentConfig``, the ``--augment``
-flag) and the random numbers of one epoch (``sample_params``).
+"""Data augmentation: what to randomize (``AugmentConfig``, the ``--augment`` flag) and the random numbers of one epoch (``sample_params``).
 
 The kernels (a backend's ``augment``, see kernels/augment_numpy.py) draw no
 random numbers: every one is drawn here, from a ``np.random.Generator``, so

@@ -1,5 +1,6 @@
-"""The ``fastmlp`` command: train, evaluate, predict, export (and the commands later
-issues add). User mistakes end in one line on stderr and exit code 2."""
+"""The ``fastmlp`` command: train, evaluate, predict, export (and the commands later issues add).
+
+User mistakes end in one line on stderr and exit code 2."""
 
 # Only the standard library at import time (numpy and the engine are
 # imported by each command): main() installs its Ctrl-C handling as early as

@@ -1,5 +1,4 @@
-"""Gradient checking: each backend's backpropagation against central finite
-differences of the loss, and the backends against each other.
+"""Gradient checking: each backend's backpropagation against central finite differences of the loss, and the backends against each other.
 
 Finite differences run in float64 on the reference backend's loss:
     dL/dp ~ (L(p + h) - L(p - h)) / 2h.

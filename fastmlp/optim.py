@@ -1,5 +1,7 @@
-"""Optimizer configuration and state. The update rules themselves are kernels
-(``sgd_update``, ``momentum_update``, ``adam_update`` in fastmlp.kernels)."""
+"""Optimizer configuration and state.
+
+The update rules themselves are kernels (``sgd_update``, ``momentum_update``,
+``adam_update`` in fastmlp.kernels)."""
 
 from dataclasses import dataclass, field
 

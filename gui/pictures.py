@@ -1,5 +1,6 @@
-"""Pictures of the network's insides as RGB arrays, and their geometry. No Tk
-here: fastmlp.gui.inside shows them, tests check them without a display.
+"""Pictures of the network's insides as RGB arrays, and their geometry.
+
+No Tk here: fastmlp.gui.inside shows them, tests check them without a display.
 
 Every picture is (height, width, 3) uint8; ``ppm`` turns one into the bytes
 a Tk PhotoImage reads directly (binary PPM: no compression, ~0.5 ms for the

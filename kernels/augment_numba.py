@@ -1,6 +1,8 @@
-"""Data augmentation, compiled: the twin of kernels/augment_numpy.py. Same op,
-same name, arguments and result; read the reference for the equations, this
-file for how they are made fast. tests/test_augment.py checks the two agree.
+"""Data augmentation, compiled: the twin of kernels/augment_numpy.py.
+
+Same op, same name, arguments and result; read the reference for the equations,
+this file for how they are made fast. tests/test_augment.py checks the two
+agree.
 
 Per image: ``_load_source`` (copy into a zero frame, find the ink's box),
 ``_displacement_field``, ``_source_points`` (the reference's warp() up to the

@@ -1,5 +1,4 @@
-"""The kernel contract: every op a backend provides, its array shapes, dtypes,
-and which arguments it writes in place.
+"""The kernel contract: every op a backend provides, its array shapes, dtypes, and which arguments it writes in place.
 
 Notation: ``n`` rows per batch, ``i``/``o`` a layer's input/output width,
 ``K`` = N_CLASSES = 10 classes, ``L`` layers. Samples are rows; a layer is ``Y = X @ W + b``
