@@ -5,7 +5,7 @@
     python bench/augment_cost.py --backends numpy,numba --rows 6000
 
 Per repeat and backend, in the order fastmlp.train.run does it, timed apart:
-- augment: the epoch's random parameters (fastmlp.augment.sample_params) and
+- augment: the epoch's random parameters (fastmlp.augmentation.sample_params) and
   the backend's ``augment`` op over every training image (--augment SPEC,
   default "default");
 - train on augmented: benchlib.run_epoch on those images (the default recipe,
@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 import benchlib  # noqa: E402
-from fastmlp import augment as augmentation  # noqa: E402
+from fastmlp import augmentation  # noqa: E402
 
 CHECK_ROWS = 256
 RTOL, ATOL = 1e-5, 1e-6
@@ -96,43 +96,60 @@ def main(argv=None) -> int:
         log(f"--augment {args.augment!r} augments nothing")
         return 2
     from fastmlp.data import load_dataset
-    data = load_dataset()
-    setup = benchlib.make_epoch_setup(data, args.rows)
-    reference = benchlib.get_backend(benchlib.REFERENCE)
+    setup = benchlib.make_epoch_setup(load_dataset(), args.rows)
+    backends = checked_backends(args, aug, setup)
+    if backends is None:
+        return 1
+    X_aug = np.empty_like(setup.X)
+    times = {b.name: {"augment": [], "train_augmented": [], "train_plain": [], "share": [],
+                      "other_load": []} for b in backends}
+    for repeat in range(args.repeats):  # interleaved, so that a load change hits every backend
+        for backend in backends:
+            measure(args, backend, aug, setup, X_aug, repeat, times[backend.name])
+    md, report = tables(args, info, aug, setup, X_aug, times)
+    benchlib.write_report(md, report, args.markdown, args.json)
+    return 0
 
+
+def checked_backends(args, aug, setup):
+    """The backends of --backends, each checked against the reference and
+    warmed up; None (with the reason logged) if one fails to load."""
+    reference = benchlib.get_backend(benchlib.REFERENCE)
     backends = []
     for name in args.backends.split(","):
         module, reason = benchlib.load_backend(name)
         if module is None:
             log(f"backend {name} failed to load: {reason}")
-            return 1
+            return None
         check(module, reference, aug, setup.X)
         log(f"{name}: augment matches the reference on {CHECK_ROWS} images "
             f"(rtol {RTOL:g}, atol {ATOL:g})")
         benchlib.warm_up_epoch(module, setup)
         backends.append(module)
+    return backends
 
-    X_aug = np.empty_like(setup.X)
+
+def measure(args, backend, aug, setup, X_aug, rep, t) -> None:
+    """Repeat ``rep`` of ``backend``, appended to t: augmenting an epoch (into
+    X_aug), training on it, training on the plain images, the augment's share."""
     aug_setup = benchlib.EpochSetup(setup.config, X_aug, setup.y, setup.lrs)
-    times = {b.name: {"augment": [], "train_augmented": [], "train_plain": [], "share": [],
-                      "other_load": []} for b in backends}
-    for rep in range(args.repeats):
-        for backend in backends:
-            benchlib.wait_for_idle(args.wait_idle, log=log)
-            meter = benchlib.ForeignLoad()
-            t = times[backend.name]
-            t["augment"].append(augment_epoch(backend, aug, setup.X, rep, X_aug))
-            t["train_augmented"].append(
-                benchlib.run_epoch(backend, aug_setup, benchlib.fresh_state(setup)).seconds)
-            t["train_plain"].append(
-                benchlib.run_epoch(backend, setup, benchlib.fresh_state(setup)).seconds)
-            t["other_load"].append(meter.load())
-            t["share"].append(t["augment"][-1] / (t["augment"][-1] + t["train_augmented"][-1]))
-            log(f"  repeat {rep + 1}/{args.repeats} {backend.name}: augment {t['augment'][-1]:.3f} s, "
-                f"train on augmented {t['train_augmented'][-1]:.3f} s, on plain "
-                f"{t['train_plain'][-1]:.3f} s, share {100 * t['share'][-1]:.1f}%, other load "
-                f"{t['other_load'][-1] if t['other_load'][-1] is None else round(t['other_load'][-1], 2)}")
+    benchlib.wait_for_idle(args.wait_idle, log=log)
+    meter = benchlib.ForeignLoad()
+    t["augment"].append(augment_epoch(backend, aug, setup.X, rep, X_aug))
+    t["train_augmented"].append(
+        benchlib.run_epoch(backend, aug_setup, benchlib.fresh_state(setup)).seconds)
+    t["train_plain"].append(
+        benchlib.run_epoch(backend, setup, benchlib.fresh_state(setup)).seconds)
+    t["other_load"].append(meter.load())
+    t["share"].append(t["augment"][-1] / (t["augment"][-1] + t["train_augmented"][-1]))
+    log(f"  repeat {rep + 1}/{args.repeats} {backend.name}: augment {t['augment'][-1]:.3f} s, "
+        f"train on augmented {t['train_augmented'][-1]:.3f} s, on plain "
+        f"{t['train_plain'][-1]:.3f} s, share {100 * t['share'][-1]:.1f}%, other load "
+        f"{t['other_load'][-1] if t['other_load'][-1] is None else round(t['other_load'][-1], 2)}")
 
+
+def tables(args, info, aug, setup, X_aug, times):
+    """(markdown, JSON report) of the measurements ``times`` (backend -> measure())."""
     nonzero = {"plain": float((setup.X != 0).mean()), "augmented": float((X_aug != 0).mean())}
     lines = ["# Augmentation cost", ""]
     lines += [f"- {line}" for line in benchlib.header_lines(info, benchlib.blas_info())]
@@ -143,20 +160,17 @@ def main(argv=None) -> int:
               "train on plain s | augment / plain epoch | other load (CPUs) max |",
               "|---|---:|---:|---:|---:|---:|---:|"]
     report = {"meta": info, "args": vars(args), "nonzero": nonzero, "backends": {}}
-    for backend in backends:
-        t = times[backend.name]
+    for name, t in times.items():
         ratio = [a / p for a, p in zip(t["augment"], t["train_plain"])]
         loads = [x for x in t["other_load"] if x is not None]
         load = f"{max(loads):.2f}" if loads else "n/a"
-        lines.append(f"| {backend.name} | {cell(stats(t['augment']))} "
+        lines.append(f"| {name} | {cell(stats(t['augment']))} "
                      f"| {cell(stats(t['train_augmented']))} "
                      f"| **{cell(stats(t['share']), 100, '{:.1f}')}%** "
                      f"| {cell(stats(t['train_plain']))} | {cell(stats(ratio), 100, '{:.0f}')}% "
                      f"| {load} |")
-        report["backends"][backend.name] = {k: stats(v) if k != "other_load" else v
-                                            for k, v in t.items()}
-    benchlib.write_report("\n".join(lines), report, args.markdown, args.json)
-    return 0
+        report["backends"][name] = {k: stats(v) if k != "other_load" else v for k, v in t.items()}
+    return "\n".join(lines), report
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ torch==2.13.0` (optional; never a dependency of fastmlp). Speed-ups are given
 against the textbook and the NumPy backend (their median seconds / the row's).
 
 Before anything is timed: every op of every backend is checked against the
-NumPy reference at batch 32/128/512 for every network (rtol 1e-4, atol 1e-5),
+NumPy reference at batch 32/128/512 for every network (relative error within
+1e-5, fastmlp/tolerances.py),
 and one untimed epoch per runner (textbook and torch included) must reproduce
 the reference's mean loss within rtol 1e-3 (this epoch is also the warm-up:
 compilation never lands in a timed epoch). A backend that fails to load or
@@ -185,22 +186,7 @@ class TorchRunner:
 
 # ------------------------------------------------------------------ measurement helpers
 
-def samples(fn, count, min_time):
-    """``count`` samples of seconds per call, each the mean over as many calls as fill min_time."""
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    calls = max(1, int(min_time / max(time.perf_counter() - t0, 1e-7)))
-    out = []
-    for _ in range(count):
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        out.append((time.perf_counter() - t0) / calls)
-    return out
-
-
-stats, log = benchlib.stats, benchlib.log
+samples, stats, log = benchlib.samples, benchlib.stats, benchlib.log
 
 
 def fmt_load(x):
@@ -380,7 +366,7 @@ def check_ops(run, runners, models, data):
             log(f"{runner.name}: every op matches the reference at batch "
                 f"{'/'.join(map(str, benchlib.OP_BATCH_SIZES))} for "
                 f"{', '.join(benchlib.network_name(m.sizes) for m in models.values())} "
-                f"(rtol {benchlib.OP_RTOL:g}, atol {benchlib.OP_ATOL:g}) "
+                f"(relative error <= {benchlib.BACKEND_VS_REFERENCE['float32']:g}) "
                 f"[{time.perf_counter() - t0:.1f} s incl. compile]")
         except Exception as exc:  # AssertionError, or a half-written backend's TypeError/TypingError
             msg = f"{type(exc).__name__}: " + " ".join(str(exc).split())[:400]
@@ -497,7 +483,7 @@ def measure_inference(run, runners, model, data):
         run.idle()
         meter = benchlib.ForeignLoad()
         probs = full()
-        ok = bool(np.allclose(probs, reference_probs, rtol=benchlib.OP_RTOL, atol=benchlib.OP_ATOL))
+        ok = benchlib.relative_error(probs, reference_probs) <= benchlib.BACKEND_VS_REFERENCE[str(probs.dtype)]
         if not ok and runner.name != "torch":
             run.failures.append(f"{runner.name}: {network} 10k inference differs from the reference")
         s1 = samples(single, 3 if quick else 7, 0.05 if quick else 0.3)
@@ -613,7 +599,7 @@ def md_header(report, info):
         "all but the first): " + "; ".join(
             f"{f['network']}: {f['epoch_flops'] / f['rows']:,.0f}·n = {f['epoch_flops'] / 1e9:.3f} GFLOP"
             for f in {f["network"]: f for f in report["floors"]}.values()),
-        f"- checks before timing: ops vs NumPy (rtol {benchlib.OP_RTOL:g}, atol {benchlib.OP_ATOL:g}) "
+        f"- checks before timing: ops vs NumPy (relative error <= {benchlib.BACKEND_VS_REFERENCE['float32']:g}) "
         f"at batch 32/128/512 for every network; epoch mean loss vs NumPy within rtol "
         f"{benchlib.EPOCH_LOSS_RTOL:g} (textbook and torch too)",
         "",

@@ -1,5 +1,7 @@
-"""Fixtures of the benchmarks (pytest-benchmark). Not part of the default test
-run (pyproject's testpaths is tests/); run them by naming the folder:
+"""Fixtures of the benchmarks (pytest-benchmark).
+
+Not part of the default test run (pyproject's testpaths is tests/); run them by
+naming the folder:
 
     .venv/bin/python -m pytest bench                    # full: timed
     FASTMLP_BENCH_QUICK=1 .venv/bin/python -m pytest bench -q --benchmark-disable

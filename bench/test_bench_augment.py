@@ -1,5 +1,4 @@
-"""The augment op per backend: --augment default on MNIST training images,
-1024 of them (256 in quick mode; the reference takes ~0.25 ms an image).
+"""The augment op per backend: --augment default on MNIST training images, 1024 of them (256 in quick mode; the reference takes ~0.25 ms an image).
 
 Before timing, the backend's images are compared with the NumPy reference's
 for the same parameters (rtol 1e-5, atol 1e-6; tests/test_augment.py finds
@@ -9,7 +8,7 @@ The op's share of a training epoch is bench/augment_cost.py's job.
 
 import numpy as np
 
-from fastmlp import augment as augmentation
+from fastmlp import augmentation
 
 import benchlib
 

@@ -3,7 +3,8 @@
 Inputs are real: MNIST rows and the activations/gradients of a trained
 784-128-64-10 float32 model (benchlib.op_inputs). Before timing, the backend's
 output is compared with the NumPy reference's on the same inputs
-(rtol 1e-4, atol 1e-5; benchlib.check_case), and one warm-up call runs so
+(relative error within fastmlp.tolerances.BACKEND_VS_REFERENCE;
+benchlib.check_case), and one warm-up call runs so
 compilation is not timed.
 """
 

@@ -33,6 +33,9 @@ Names:
 The command line is ``fastmlp train | evaluate | predict | export | gradcheck |
 gui``; the engine's modules are fastmlp.train, .model, .checkpoint, .data,
 .preprocess, and fastmlp.kernels.
+
+fastmlp.kernels is the repository's kernels/ folder (and fastmlp.gui its gui/),
+installed under this package by pyproject.toml's package-dir.
 """
 
 __version__ = "0.1.0"

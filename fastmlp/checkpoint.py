@@ -1,5 +1,6 @@
-"""Checkpoints: one ``.npz`` holding the weights, the optimizer state and a JSON
-metadata entry. Written atomically, read without pickle and validated.
+"""Checkpoints: one ``.npz`` holding the weights, the optimizer state and a JSON metadata entry.
+
+Written atomically, read without pickle and validated.
 
 Format 2 (FORMAT_VERSION) adds ``checksums`` to the metadata: the SHA-256 of
 every array, verified on load, so a flipped byte or two arrays swapped is a

@@ -1,5 +1,6 @@
-"""The ``fastmlp`` command: train, evaluate, predict, export (and the commands later
-issues add). User mistakes end in one line on stderr and exit code 2."""
+"""The ``fastmlp`` command: train, evaluate, predict, export (and the commands later issues add).
+
+User mistakes end in one line on stderr and exit code 2."""
 
 # Only the standard library at import time (numpy and the engine are
 # imported by each command): main() installs its Ctrl-C handling as early as
@@ -90,15 +91,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fastmlp", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"fastmlp {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_train(commands)
+    _add_evaluate_predict_export(commands)
+    _add_gradcheck_gui(commands)
+    return parser
 
-    def common(sub):
-        sub.add_argument("--backend", help="kernels to run: numpy (reference) or numba "
-                         "(default: $FASTMLP_BACKEND, else numpy)")
-        sub.add_argument("--data", metavar="DIR", help="directory with the four IDX files "
-                         "(default: the MNIST shipped with fastmlp)")
 
+def _common_flags(sub) -> None:
+    """--backend and --data, as train and evaluate take them."""
+    sub.add_argument("--backend", help="kernels to run: numpy (reference) or numba "
+                     "(default: $FASTMLP_BACKEND, else numpy)")
+    sub.add_argument("--data", metavar="DIR", help="directory with the four IDX files "
+                     "(default: the MNIST shipped with fastmlp)")
+
+
+def _add_train(commands) -> None:
     train = commands.add_parser("train", help="train a model on MNIST (or --data)")
-    common(train)
+    _common_flags(train)
     # Recipe flags default to None: "not given" matters when resuming.
     train.add_argument("--epochs", type=int)
     train.add_argument("--batch-size", type=int)
@@ -138,8 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_run_train)
 
+
+def _add_evaluate_predict_export(commands) -> None:
     evaluate = commands.add_parser("evaluate", help="test accuracy, per digit, confusion matrix")
-    common(evaluate)
+    _common_flags(evaluate)
     evaluate.add_argument("model")
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
     evaluate.add_argument("--plot", metavar="PNG", help="confusion matrix image")
@@ -159,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("onnx", metavar="OUT.onnx")
     export.set_defaults(run=_run_export)
 
+
+def _add_gradcheck_gui(commands) -> None:
     gradcheck = commands.add_parser("gradcheck", help="verify that gradients match across kernels "
                                     "and central finite differences")
     gradcheck.add_argument("--backends", default="numpy,numba", help="comma-separated (default numpy,numba)")
@@ -174,7 +187,6 @@ def build_parser() -> argparse.ArgumentParser:
     gui.add_argument("--model", metavar="PATH", help="checkpoint (default: the pretrained model)")
     gui.add_argument("--backend", help="numpy or numba (switchable in the window)")
     gui.set_defaults(run=_run_gui)
-    return parser
 
 
 # -------------------------------------------------------------------- train
@@ -195,37 +207,10 @@ def _run_train(args) -> int:
 
 def _train(args, out: Path) -> int:
     from fastmlp import checkpoint, train
-    from fastmlp.data import load_dataset
-    from fastmlp.kernels import get_backend
-    from fastmlp.model import N_INPUTS
 
-    saved = checkpoint.load(args.resume) if args.resume else None
-    config, state = _recipe(args, saved)
-    backend = get_backend(args.backend)
-    # compiles while the data loads; the augment kernels too if this run uses them
-    wait_until_ready = _get_ready(backend, config.dtype, augment=config.augment != "none")
-    data = load_dataset(args.data, dtype=config.dtype)
-    if args.resume and saved.meta.get("data", {}).get("checksum") != data.checksum:
-        raise FastmlpError(f"{args.resume}: was trained on other data than {data.source}")
-    pixels = data.X_train.shape[1]
-    if pixels != N_INPUTS:   # the CLI's networks read 28x28 digits (predict, the GUI)
-        raise FastmlpError(f"{data.source}: images have {pixels} pixels, but fastmlp trains on "
-                           f"28x28 = {N_INPUTS}-pixel images")
-    n = len(train.training_rows(data, config)[0])  # a --limit larger than the data fails here
-    train.check_memory(config, n)  # before the first large allocation
-    if state is None:
-        state = train.TrainState.fresh(config)
-    else:
-        _check_position(args.resume, config, state, train.steps_per_epoch(n, config.batch_size))
-
-    model = state.model
-    print(f"training {'-'.join(map(str, model.sizes))} {config.dtype} on {n} images "
-          f"({data.source}), {config.optimizer} lr {config.lr:g} {config.schedule}, "
-          f"batch {config.batch_size}, {config.epochs} epochs, backend {backend.name}"
-          + (f", augment {config.augment}" if config.augment != "none" else "")
-          + (f", dropout {config.dropout:g}" if config.dropout else "")
-          + (f", SWA from epoch {config.swa_start}" if config.swa_start else "")
-          + (f", resuming at epoch {state.epoch + 1}" if args.resume else ""))
+    config, state, backend, data, wait_until_ready = _set_up_training(args)
+    n = len(train.training_rows(data, config)[0])
+    print(_announcement(args, config, state, data, n, backend))
     wait_until_ready()  # before the log, the bar and the first timed batch
 
     def save_checkpoint():
@@ -234,28 +219,7 @@ def _train(args, out: Path) -> int:
     log = _open_log(args.log, append=bool(args.resume)) if args.log else None
     bar = _progress_bar(n, quiet=args.quiet)
     stop = _StopOnSigint()
-
-    def on_chunk(state, rows_done, loss):
-        if bar:
-            if rows_done < bar.n:
-                bar.reset()
-            bar.set_description(f"epoch {state.epoch + 1}/{config.epochs}")
-            bar.update(rows_done - bar.n)
-            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-
-    def on_epoch(state, record):
-        save_checkpoint()
-        if log:
-            _write_log(log, args.log, record)
-        line = (f"epoch {record['epoch']:>3}  loss {record['loss']:.4f}  "
-                f"train {record['train_accuracy'] * 100:6.2f}%  "
-                + _percent(record, "val", "validation_accuracy")
-                + _percent(record, "test", "test_accuracy")
-                + _percent(record, "swa val", "swa_validation_accuracy")
-                + _percent(record, "swa test", "swa_test_accuracy")
-                + f"{record['seconds']:.2f} s")
-        (bar.write if bar else print)(line)
-
+    on_chunk, on_epoch = _watchers(args, config, bar, log, save_checkpoint)
     try:
         with stop:
             status = train.run(config, data, backend, state, on_chunk=on_chunk,
@@ -279,6 +243,73 @@ def _train(args, out: Path) -> int:
         training_curves(state.history, args.plot)
     _print_result(out, config, state)
     return 0
+
+
+def _set_up_training(args):
+    """(config, state, backend, data, wait_until_ready) of the run the flags
+    ask for, every check that can fail done before the first large allocation."""
+    from fastmlp import checkpoint, train
+    from fastmlp.data import load_dataset
+    from fastmlp.kernels import get_backend
+    from fastmlp.model import N_INPUTS
+
+    saved = checkpoint.load(args.resume) if args.resume else None
+    config, state = _recipe(args, saved)
+    backend = get_backend(args.backend)
+    # compiles while the data loads; the augment kernels too if this run uses them
+    wait_until_ready = _get_ready(backend, config.dtype, augment=config.augment != "none")
+    data = load_dataset(args.data, dtype=config.dtype)
+    if args.resume and saved.meta.get("data", {}).get("checksum") != data.checksum:
+        raise FastmlpError(f"{args.resume}: was trained on other data than {data.source}")
+    pixels = data.X_train.shape[1]
+    if pixels != N_INPUTS:   # the CLI's networks read 28x28 digits (predict, the GUI)
+        raise FastmlpError(f"{data.source}: images have {pixels} pixels, but fastmlp trains on "
+                           f"28x28 = {N_INPUTS}-pixel images")
+    n = len(train.training_rows(data, config)[0])  # a --limit larger than the data fails here
+    train.check_memory(config, n)  # before the first large allocation
+    if state is None:
+        state = train.TrainState.fresh(config)
+    else:
+        _check_position(args.resume, config, state, train.steps_per_epoch(n, config.batch_size))
+    return config, state, backend, data, wait_until_ready
+
+
+def _announcement(args, config, state, data, n, backend) -> str:
+    """The line that says what is about to be trained, on what, and how."""
+    return (f"training {'-'.join(map(str, state.model.sizes))} {config.dtype} on {n} images "
+            f"({data.source}), {config.optimizer} lr {config.lr:g} {config.schedule}, "
+            f"batch {config.batch_size}, {config.epochs} epochs, backend {backend.name}"
+            + (f", augment {config.augment}" if config.augment != "none" else "")
+            + (f", dropout {config.dropout:g}" if config.dropout else "")
+            + (f", SWA from epoch {config.swa_start}" if config.swa_start else "")
+            + (f", resuming at epoch {state.epoch + 1}" if args.resume else ""))
+
+
+def _watchers(args, config, bar, log, save_checkpoint):
+    """(on_chunk, on_epoch) for train.run: the progress bar after every chunk;
+    the checkpoint, the log line and the printed epoch line after every epoch."""
+    def on_chunk(state, rows_done, loss):
+        if bar:
+            if rows_done < bar.n:
+                bar.reset()
+            bar.set_description(f"epoch {state.epoch + 1}/{config.epochs}")
+            bar.update(rows_done - bar.n)
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+    def on_epoch(state, record):
+        save_checkpoint()
+        if log:
+            _write_log(log, args.log, record)
+        line = (f"epoch {record['epoch']:>3}  loss {record['loss']:.4f}  "
+                f"train {record['train_accuracy'] * 100:6.2f}%  "
+                + _percent(record, "val", "validation_accuracy")
+                + _percent(record, "test", "test_accuracy")
+                + _percent(record, "swa val", "swa_validation_accuracy")
+                + _percent(record, "swa test", "swa_test_accuracy")
+                + f"{record['seconds']:.2f} s")
+        (bar.write if bar else print)(line)
+
+    return on_chunk, on_epoch
 
 
 def _recipe(args, saved):
@@ -503,12 +534,13 @@ def _run_predict(args) -> int:
     from fastmlp import checkpoint
     from fastmlp.confidence import verdict
     from fastmlp.kernels import get_backend
+    from fastmlp.model import N_INPUTS
     from fastmlp.preprocess import load_and_normalize
 
     model = checkpoint.load(args.model).model
-    if model.sizes[0] != 28 * 28:
+    if model.sizes[0] != N_INPUTS:
         raise FastmlpError(f"{args.model}: expects {model.sizes[0]} inputs, but images are "
-                           f"normalized to 28x28 = 784 pixels")
+                           f"normalized to 28x28 = {N_INPUTS} pixels")
     backend = get_backend(args.backend)
     _get_ready(backend, model.dtype)()  # nothing slow to overlap: wait (announced) now
     failed = 0

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fastmlp.errors import FastmlpError
+from fastmlp.errors import FastmlpError, error_at
 from fastmlp.memory import require
-from fastmlp.safeio import kind, one_line, open_regular, os_problem, read_into_buffer
+from fastmlp.safeio import kind, open_regular, os_problem, read_into_buffer
 
 # The data ships inside the package. A plain path next to this module is all
 # we need: setuptools installs package data as regular files (no zip imports).
@@ -61,12 +61,6 @@ _UINT8_TYPE = 0x08
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _error(path, problem) -> FastmlpError:
-    # The CLI prints the message as one line; exception texts from gzip/zlib
-    # or odd paths must not break that.
-    return one_line(path, problem)
-
-
 @dataclasses.dataclass(frozen=True)
 class IdxHeader:
     """An IDX header: the raw header bytes (hashed with the payload), the
@@ -85,24 +79,24 @@ def _read_exact(path, stream, n: int) -> bytes:
     try:
         return stream.read(n)
     except (OSError, EOFError, zlib.error) as exc:
-        raise _error(path, f"corrupt gzip data ({exc})") from None
+        raise error_at(path, f"corrupt gzip data ({exc})") from None
 
 
 def _parse_header(path, stream) -> IdxHeader:
     """Read and check the header from ``stream``; nothing beyond it is read."""
     start = _read_exact(path, stream, 4)
     if len(start) < 4:
-        raise _error(path, f"not an IDX file: header truncated ({len(start)} bytes, need at least 4)")
+        raise error_at(path, f"not an IDX file: header truncated ({len(start)} bytes, need at least 4)")
     if start[0] != 0 or start[1] != 0:
-        raise _error(path, f"not an IDX file: first two bytes must be zero, got {start.hex()}")
+        raise error_at(path, f"not an IDX file: first two bytes must be zero, got {start.hex()}")
     if start[2] != _UINT8_TYPE:
-        raise _error(path, f"unsupported IDX type code 0x{start[2]:02x} (only 0x08, unsigned byte, is supported)")
+        raise error_at(path, f"unsupported IDX type code 0x{start[2]:02x} (only 0x08, unsigned byte, is supported)")
     ndim = start[3]
     if ndim == 0:
-        raise _error(path, "IDX header declares 0 dimensions")
+        raise error_at(path, "IDX header declares 0 dimensions")
     rest = _read_exact(path, stream, 4 * ndim)
     if len(rest) < 4 * ndim:
-        raise _error(path, f"header truncated: declares {ndim} dimensions ({4 + 4 * ndim} header bytes) "
+        raise error_at(path, f"header truncated: declares {ndim} dimensions ({4 + 4 * ndim} header bytes) "
                            f"but the file has only {4 + len(rest)} bytes")
     return IdxHeader(start + rest, struct.unpack(f">{ndim}I", rest))
 
@@ -115,13 +109,13 @@ def _read_payload(path, stream, header: IdxHeader, compressed: bool) -> bytearra
     try:
         payload = read_into_buffer(stream, expected)
     except (OSError, EOFError, zlib.error) as exc:
-        raise _error(path, f"corrupt gzip data ({exc})") from None
+        raise error_at(path, f"corrupt gzip data ({exc})") from None
     if len(payload) < expected:
-        raise _error(path, f"truncated payload: dims {header.dims} need {expected} bytes, "
+        raise error_at(path, f"truncated payload: dims {header.dims} need {expected} bytes, "
                            f"file has {len(payload)}")
     if _read_exact(path, stream, 1):
         what = "decompressed data continue" if compressed else "file continues"
-        raise _error(path, f"trailing bytes: dims {header.dims} need {expected} bytes, the {what} beyond them")
+        raise error_at(path, f"trailing bytes: dims {header.dims} need {expected} bytes, the {what} beyond them")
     return payload
 
 
@@ -164,10 +158,10 @@ def _opened(path, magic=None):
         if not compressed:
             got = size - len(header.raw)
             if got < header.payload_bytes:
-                raise _error(path, f"truncated payload: dims {header.dims} need "
+                raise error_at(path, f"truncated payload: dims {header.dims} need "
                                    f"{header.payload_bytes} bytes, file has {got}")
             if got > header.payload_bytes:
-                raise _error(path, f"trailing bytes: dims {header.dims} need "
+                raise error_at(path, f"trailing bytes: dims {header.dims} need "
                                    f"{header.payload_bytes} bytes, file has {got}")
         yield IdxFile(path, stream, header, compressed)
 
@@ -176,10 +170,10 @@ def _check_kind(path, dims: tuple, magic: int) -> None:
     found = (_UINT8_TYPE << 8) | len(dims)  # _parse_header already enforced 00 00 08
     if found != magic:
         hint = f", an IDX {_KINDS[found]} file" if found in _KINDS else ""
-        raise _error(path, f"wrong magic number 0x{found:08x} ({found}{hint}); "
+        raise error_at(path, f"wrong magic number 0x{found:08x} ({found}{hint}); "
                            f"expected 0x{magic:08x} ({magic}, {_KINDS[magic]})")
     if magic == IMAGES_MAGIC and 0 in dims[1:]:
-        raise _error(path, f"images have zero size ({dims[1]}x{dims[2]})")
+        raise error_at(path, f"images have zero size ({dims[1]}x{dims[2]})")
 
 
 def _read_array(idx: IdxFile, expected_sha256=None) -> tuple[np.ndarray, str]:
@@ -191,7 +185,7 @@ def _read_array(idx: IdxFile, expected_sha256=None) -> tuple[np.ndarray, str]:
     digest.update(payload)
     digest = digest.hexdigest()
     if expected_sha256 is not None and digest != expected_sha256.lower():
-        raise _error(idx.path, f"SHA-256 mismatch (expected {expected_sha256}, got {digest}); "
+        raise error_at(idx.path, f"SHA-256 mismatch (expected {expected_sha256}, got {digest}); "
                                "the file is corrupt or not the shipped MNIST")
     array = np.frombuffer(payload, dtype=np.uint8).reshape(idx.header.dims)
     array.flags.writeable = False
@@ -212,7 +206,7 @@ def _check_labels(path, labels: np.ndarray) -> None:
     bad = np.flatnonzero(labels > 9)
     if bad.size:
         i = int(bad[0])
-        raise _error(path, f"label {labels[i]} at index {i} is out of range 0..9 "
+        raise error_at(path, f"label {labels[i]} at index {i} is out of range 0..9 "
                            f"({bad.size} bad label{'s' if bad.size > 1 else ''})")
 
 
@@ -307,9 +301,9 @@ def _find_file(directory: Path, name: str) -> Path:
         except FileNotFoundError:
             continue
         except OSError as exc:  # a symlink loop, a directory we may not search
-            raise _error(candidate, os_problem(exc)) from None
+            raise error_at(candidate, os_problem(exc)) from None
         if not stat.S_ISREG(info.st_mode):
-            raise _error(candidate, f"is {kind(info.st_mode)}, not an IDX file")
+            raise error_at(candidate, f"is {kind(info.st_mode)}, not an IDX file")
         return candidate
     expected = ", ".join(FILE_NAMES.values())
     raise FastmlpError(f"{directory}: missing {name} (or {name}.gz); expected the files {expected}, each raw or .gz")
@@ -330,11 +324,11 @@ def _load(directory: Path, verify: bool) -> Dataset:
     try:
         info = os.stat(directory)
     except FileNotFoundError:
-        raise _error(directory, "no such directory") from None
+        raise error_at(directory, "no such directory") from None
     except OSError as exc:
-        raise _error(directory, os_problem(exc)) from None
+        raise error_at(directory, os_problem(exc)) from None
     if not stat.S_ISDIR(info.st_mode):
-        raise _error(directory, "not a directory")
+        raise error_at(directory, "not a directory")
     paths = {key: _find_file(directory, name) for key, name in FILE_NAMES.items()}
     expected = {key: MNIST_SHA256[name] if verify else None for key, name in FILE_NAMES.items()}
     magics = {key: IMAGES_MAGIC if key.endswith("images") else LABELS_MAGIC for key in FILE_NAMES}

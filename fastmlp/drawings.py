@@ -1,5 +1,4 @@
-"""The user's own drawings: a personal data set in MNIST's IDX format, in the
-user's data directory, that ``fastmlp train --data`` reads like any other.
+"""The user's own drawings: a personal data set in MNIST's IDX format, in the user's data directory, that ``fastmlp train --data`` reads like any other.
 
 Layout (``default_path()`` is ``drawings`` in ``data_home()``)::
 
@@ -31,7 +30,7 @@ import numpy as np
 from fastmlp.checkpoint import atomic_write
 from fastmlp.data import FILE_NAMES, Dataset, idx_bytes, load_images, load_labels
 from fastmlp.errors import FastmlpError
-from fastmlp.model import N_CLASSES, N_INPUTS
+from fastmlp.model import IMAGE_SIDE, N_CLASSES, N_INPUTS
 
 FORMAT = "fastmlp-drawings"
 FORMAT_VERSION = 1
@@ -39,7 +38,6 @@ MANIFEST = "fastmlp-drawings.json"
 # Drawing number 4, 9, 14, ... (0-based, in saving order) is held out: 20%,
 # spread over the whole history rather than the latest few.
 HELD_OUT_EVERY = 5
-SIDE = 28
 
 
 def data_home() -> Path:
@@ -67,7 +65,7 @@ class Drawings:
 
     @classmethod
     def empty(cls) -> "Drawings":
-        images, labels = np.zeros((0, SIDE, SIDE), np.uint8), np.zeros(0, np.uint8)
+        images, labels = np.zeros((0, IMAGE_SIDE, IMAGE_SIDE), np.uint8), np.zeros(0, np.uint8)
         return cls(images, labels, images, labels)
 
     @property
@@ -102,7 +100,7 @@ class Drawings:
 
 def to_pixels(x) -> np.ndarray:
     """x: (784,) network input in [0, 1] -> (28, 28) uint8, as MNIST stores it."""
-    x = np.asarray(x, dtype=np.float64).reshape(SIDE, SIDE)
+    x = np.asarray(x, dtype=np.float64).reshape(IMAGE_SIDE, IMAGE_SIDE)
     return np.round(np.clip(x, 0.0, 1.0) * 255).astype(np.uint8)
 
 
@@ -120,7 +118,7 @@ def load(path=None) -> Drawings:
             raise FastmlpError(f"{path}: corrupt drawing set: the manifest lists no SHA-256 for {name}")
         arrays[key] = np.array(reader(path / name, expected))  # raises naming the file
     drawings = Drawings(**arrays)
-    shapes_ok = all(a.shape[1:] == (SIDE, SIDE) for a in (drawings.train_images, drawings.test_images))
+    shapes_ok = all(a.shape[1:] == (IMAGE_SIDE, IMAGE_SIDE) for a in (drawings.train_images, drawings.test_images))
     counts_ok = (len(drawings.train_images) == len(drawings.train_labels)
                  and len(drawings.test_images) == len(drawings.test_labels))
     if not (shapes_ok and counts_ok and drawings.count == manifest.get("count")):

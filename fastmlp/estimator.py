@@ -24,13 +24,12 @@ from fastmlp.errors import FastmlpError
 from fastmlp.evaluate import predict_proba as batched_proba
 from fastmlp.kernels import default_backend_name
 from fastmlp.inputs import InputError, check_labels, check_X, classes_of, encode, is_image_paths
-from fastmlp.model import MLP
+from fastmlp.model import MLP, N_INPUTS
 from fastmlp.schedules import learning_rates
 from fastmlp.sklearn_compat import BaseEstimator, ClassifierMixin, NotFittedError
 
 # What a checkpoint records of the data a model was trained on (train.checkpoint_meta).
 TrainedOn = namedtuple("TrainedOn", "source checksum")
-IMAGE_SIDE = 28
 # The estimator's own parameters (not TrainConfig fields), saved beside the recipe.
 _OWN_PARAMS = ("backend", "early_stopping", "validation_fraction", "n_iter_no_change", "tol",
                "verbose")
@@ -167,7 +166,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return X, check_labels(y, len(X))
 
     def _train_config(self, n_features, epochs, validation, seed) -> train.TrainConfig:
-        if self.augment not in ("none", None) and n_features != IMAGE_SIDE * IMAGE_SIDE:
+        if self.augment not in ("none", None) and n_features != N_INPUTS:
             raise InputError(f"augment={self.augment!r}: augmentation needs 28x28 images "
                              f"(784 features), X has {n_features}")
         # An int is one hidden layer, as in sklearn's hidden_layer_sizes.
@@ -255,7 +254,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             return check_X(X, self.model_.dtype, self.n_features_in_)
         from fastmlp.preprocess import load_and_normalize
 
-        if self.n_features_in_ != IMAGE_SIDE * IMAGE_SIDE:
+        if self.n_features_in_ != N_INPUTS:
             raise InputError(f"image files become 28x28 = 784 pixels, but this model expects "
                              f"{self.n_features_in_} features")
         paths = [X] if not isinstance(X, (list, tuple)) else X

@@ -1,11 +1,9 @@
-"""Fine-tuning on the user's drawings: a few seconds of training, from the
-current model, on a mix of those drawings (augmented) and MNIST, then the
-before/after accuracy on MNIST test and on the held-out drawings.
+"""Fine-tuning on the user's drawings: a few seconds of training, from the current model, on a mix of those drawings (augmented) and MNIST, then the before/after accuracy on MNIST test and on the held-out drawings.
 
 Why a mix: trained on a few dozen drawings alone, the network forgets MNIST
 (catastrophic forgetting, McCloskey & Cohen 1989); replaying MNIST beside
 them keeps what it knew. The drawings are repeated so that they make up
-USER_SHARE of the rows, and augmented every epoch (fastmlp.augment's
+USER_SHARE of the rows, and augmented every epoch (fastmlp.augmentation's
 default recipe), so the repeats are not copies. No Tk here; the GUI runs
 this through fastmlp.gui.training in a background thread.
 """

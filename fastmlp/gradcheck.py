@@ -1,15 +1,9 @@
-"""Gradient checking: each backend's backpropagation against central finite
-differences of the loss, and the backends against each other.
+"""Gradient checking: each backend's backpropagation against central finite differences of the loss, and the backends against each other.
 
 Finite differences run in float64 on the reference backend's loss:
-    dL/dp ~ (L(p + h) - L(p - h)) / 2h,   truncation error O(h^2),
-rounding error ~ eps * |L| / h. With h = 1e-6 that is ~1e-12 and ~1e-10,
-far below the gradients' scale (~1e-3 here), so a relative error of 1e-6 is a
-tight bar that a wrong formula cannot pass, and an honest one cannot fail.
-
-The relative error of a tensor is max_i |a_i - n_i| / max_i |n_i|: measured
-against the tensor's largest gradient, because entries that are almost zero
-(dead ReLUs, pixels that are always 0) make an entry-wise ratio meaningless.
+    dL/dp ~ (L(p + h) - L(p - h)) / 2h.
+The error measure and the tolerances, each with its reason, are
+fastmlp/tolerances.py's, shared with the tests and the benchmarks.
 """
 
 from dataclasses import dataclass
@@ -17,19 +11,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastmlp.memory import require
-from fastmlp.model import MLP, N_CLASSES, parameter_count
+from fastmlp.model import MLP, layer_sizes, parameter_count
+from fastmlp.tolerances import ANALYTIC_VS_FD, GRADCHECK_BETWEEN, relative_error
 
 STEP = 1e-6
-# Tolerances on the relative error defined above.
-TOLERANCE_VS_FD = {"float64": 1e-6, "float32": 1e-3}  # float32 analytic vs float64 FD: eps32 * depth
-TOLERANCE_BETWEEN = {"float64": 1e-10, "float32": 1e-5}  # summation order is the only difference
 
 
 def check_memory(n_backends: int, hidden, n_inputs: int, batch_size: int, dtype) -> None:
     """Refuse, with the figure, a check whose arrays would not fit: the model,
     its float64 copy for finite differences and one gradient set per backend;
     activations and deltas of the batch, per backend and for the reference."""
-    sizes = (n_inputs, *hidden, N_CLASSES)
+    sizes = layer_sizes(hidden, n_inputs)
     itemsize = max(np.dtype(dtype).itemsize, 8)  # the FD copy is float64
     total = ((2 + n_backends) * parameter_count(sizes) * itemsize
              + 3 * (n_backends + 1) * batch_size * sum(sizes) * itemsize)
@@ -45,9 +37,10 @@ def analytic_gradients(backend, model: MLP, X, y, smoothing=0.0):
 
 
 def numerical_gradients(reference, model: MLP, X, y, entries, smoothing=0.0, step=STEP):
-    """Central differences of the reference loss, in float64, at ``entries``:
-    one array of flat indices per parameter tensor (W0, b0, W1, ...).
-    Returns one array of derivatives per tensor, aligned with ``entries``."""
+    """Central differences of ``reference``'s loss (any backend's), in float64,
+    at ``entries``: one array of flat indices per parameter tensor (W0, b0,
+    W1, ...). Returns one array of derivatives per tensor, aligned with
+    ``entries``."""
     model = MLP(model.sizes, [w.astype(np.float64) for w in model.W],
                 [bias.astype(np.float64) for bias in model.b])
     X = X.astype(np.float64)
@@ -80,10 +73,9 @@ def sample_entries(model: MLP, per_tensor: int, rng) -> list:
 
 
 def difference(a, b):
-    """(max absolute difference, relative to max |b|)."""
+    """(max absolute difference, relative to max |b|: tolerances.relative_error)."""
     absolute = float(np.max(np.abs(a - b))) if len(a) else 0.0
-    scale = float(np.max(np.abs(b))) if len(b) else 0.0
-    return absolute, absolute / scale if scale > 0 else absolute
+    return absolute, relative_error(a, b)
 
 
 @dataclass
@@ -117,12 +109,12 @@ def check(backends: dict, model: MLP, X, y, per_tensor=200, seed=0, smoothing=0.
         for name in names:
             a = analytic[name][t].reshape(-1)[entries[t]]
             rows.append(Row(tensor, f"{name} vs FD", *difference(a, numeric[t]),
-                            TOLERANCE_VS_FD[dtype]))
+                            ANALYTIC_VS_FD[dtype]))
         for name in names[1:]:
             a = analytic[name][t].reshape(-1)
             ref = analytic[names[0]][t].reshape(-1)
             rows.append(Row(tensor, f"{name} vs {names[0]}", *difference(a, ref),
-                            TOLERANCE_BETWEEN[dtype]))
+                            GRADCHECK_BETWEEN[dtype]))
     return rows
 
 

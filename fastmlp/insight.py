@@ -1,6 +1,7 @@
-"""Inside the network for one input: every layer's activations, and the
-saliency of a class (why this answer). No Tk here: the GUI's panels draw
-these, tests check them against finite differences and across backends.
+"""Inside the network for one input: every layer's activations, and the saliency of a class (why this answer).
+
+No Tk here: the GUI's panels draw these, tests check them against finite
+differences and across backends.
 
 Both are composed from the kernel contract's single ops, so they run on
 either backend with the same code the training uses:

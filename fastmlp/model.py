@@ -6,10 +6,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastmlp.errors import FastmlpError
+from fastmlp.kernels.contract import IMAGE_SIDE, N_CLASSES, N_INPUTS  # noqa: F401  (re-exported)
 
 DEFAULT_HIDDEN = (128, 64)
-N_INPUTS = 784
-N_CLASSES = 10
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
@@ -27,7 +26,7 @@ class MLP:
              n_classes=N_CLASSES):
         """He initialisation (He et al. 2015): W ~ N(0, 2 / fan_in), b = 0, so
         the variance of the activations neither grows nor vanishes through ReLUs."""
-        sizes = (n_inputs, *parse_hidden(hidden), n_classes)
+        sizes = layer_sizes(hidden, n_inputs, n_classes)
         rng = np.random.default_rng(seed)
         dtype = np.dtype(DTYPES[str(np.dtype(dtype))])
         W = [(rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)).astype(dtype)
@@ -69,3 +68,9 @@ def parse_hidden(hidden) -> tuple:
     if any(h <= 0 for h in hidden):
         raise FastmlpError(f"--hidden {','.join(map(str, hidden))}: hidden sizes must be positive")
     return hidden
+
+
+def layer_sizes(hidden=DEFAULT_HIDDEN, n_inputs=N_INPUTS, n_classes=N_CLASSES) -> tuple:
+    """(n_inputs, *hidden, n_classes): every layer's width of a network with
+    these hidden sizes (a tuple or "128,64"); MNIST's 784 and 10 unless told."""
+    return (n_inputs, *parse_hidden(hidden), n_classes)

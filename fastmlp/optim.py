@@ -1,20 +1,18 @@
-"""Optimizer configuration and state. The update rules themselves are kernels
-(``sgd_update``, ``momentum_update``, ``adam_update`` in fastmlp.kernels)."""
+"""Optimizer configuration and state.
+
+The update rules themselves are kernels (``sgd_update``, ``momentum_update``,
+``adam_update`` in fastmlp.kernels)."""
 
 from dataclasses import dataclass, field
 
 import numpy as np
 
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+from fastmlp.kernels.contract import OPTIMIZER_SLOTS, slot_key
 
 # Which per-parameter slot arrays each optimizer keeps, one list per slot,
-# shaped like W (the "_W" lists) and like b (the "_b" lists).
-SLOTS = {
-    "sgd": (),
-    "momentum": ("velocity",),
-    "adam": ("m", "v"),
-    "adamw": ("m", "v"),
-}
+# shaped like W and like b: the kernels' table, the one list of names.
+SLOTS = OPTIMIZER_SLOTS
+OPTIMIZERS = tuple(SLOTS)
 
 
 @dataclass(frozen=True)
@@ -41,6 +39,6 @@ def init_state(config: OptimizerConfig, W: list, b: list) -> OptimizerState:
     """Zeroed slot arrays for ``config.name``, shaped and typed like W and b."""
     slots = {}
     for slot in SLOTS[config.name]:
-        slots[f"{slot}_W"] = [np.zeros_like(w) for w in W]
-        slots[f"{slot}_b"] = [np.zeros_like(bias) for bias in b]
+        slots[slot_key(slot, "W")] = [np.zeros_like(w) for w in W]
+        slots[slot_key(slot, "b")] = [np.zeros_like(bias) for bias in b]
     return OptimizerState(step=0, slots=slots)

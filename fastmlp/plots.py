@@ -5,6 +5,7 @@ import numpy as np
 
 from fastmlp.checkpoint import atomic_write
 from fastmlp.errors import FastmlpError
+from fastmlp.model import IMAGE_SIDE
 
 
 def _pyplot():
@@ -68,7 +69,7 @@ def gallery(images: np.ndarray, true: np.ndarray, predicted: np.ndarray,
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, t, p, c in zip(axes.flat, images, true, predicted, confidence):
-        ax.imshow(image.reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
+        ax.imshow(image.reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray_r", vmin=0, vmax=1)
         ax.set_title(f"{t} -> {p} ({c * 100:.0f}%)", fontsize=9)
     fig.suptitle("Most confident mistakes (true -> predicted)")
     _save(fig, path)

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fastmlp.errors import FastmlpError
+from fastmlp.errors import error_at
+from fastmlp.model import IMAGE_SIDE
 from fastmlp.memory import require
 from fastmlp.safeio import read_regular
 
@@ -37,15 +38,17 @@ __all__ = [
     "to_grayscale_ink",
     "normalize_digit",
     "load_and_normalize",
-    "FIELD_SIZE",
+    "IMAGE_SIDE",
     "BOX_SIZE",
-    "CENTER",
+    "CENTRE_OF_MASS",
     "INK_THRESHOLD",
 ]
 
-FIELD_SIZE = 28  # MNIST image side
 BOX_SIZE = 20  # MNIST digits are scaled so the longer side is 20 px
-CENTER = 14.0  # target centre of mass, pixel-index coordinates (see module doc)
+# Where a digit's ink centre of mass is placed, in pixel-index coordinates
+# (see module doc). Not the middle of the image (13.5, the augmentation's
+# pivot): MNIST put the centre of mass at 14.
+CENTRE_OF_MASS = 14.0
 # Ink weaker than this is ignored when finding the bounding box, so JPEG noise,
 # paper texture and antialiasing fringes don't inflate the box.
 INK_THRESHOLD = 0.1
@@ -55,15 +58,6 @@ MIN_CONTRAST = 0.05
 
 # ITU-R BT.601 luma, the same weights Pillow uses for convert("L").
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-
-
-def _one_line(text: object) -> str:
-    """Collapse whitespace so a message never spans several lines."""
-    return " ".join(str(text).split())
-
-
-def _fail(name: object, problem: str) -> FastmlpError:
-    return FastmlpError(_one_line(f"{name}: {problem}"))
 
 
 # --------------------------------------------------------------------------
@@ -87,9 +81,9 @@ BYTES_PER_PIXEL = 40
 
 def _check_dimensions(p: Path, width: int, height: int) -> None:
     if width == 0 or height == 0:
-        raise _fail(p, f"image has zero size ({width}x{height})")
+        raise error_at(p, f"image has zero size ({width}x{height})")
     if max(width, height) > MAX_SIDE or width * height > MAX_PIXELS:
-        raise _fail(p, f"image is {width}x{height} pixels; fastmlp reads images of at most "
+        raise error_at(p, f"image is {width}x{height} pixels; fastmlp reads images of at most "
                        f"{MAX_SIDE} px a side and {MAX_PIXELS // 2**20} megapixels")
     require(width * height * BYTES_PER_PIXEL, f"{p}: decoding this {width}x{height} image")
 
@@ -109,23 +103,23 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     # open (Pillow keeps one for multi-frame formats such as GIF).
     data = read_regular(p, MAX_FILE_BYTES, "image file")
     if not data:
-        raise _fail(p, "file is empty (0 bytes)")
+        raise error_at(p, "file is empty (0 bytes)")
 
     try:
         image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     except UnidentifiedImageError:
-        raise _fail(p, f"not a recognised image file (fastmlp reads {', '.join(IMAGE_FORMATS)})") from None
+        raise error_at(p, f"not a recognised image file (fastmlp reads {', '.join(IMAGE_FORMATS)})") from None
     except Image.DecompressionBombError as exc:
-        raise _fail(p, f"image is too large ({exc})") from None
+        raise error_at(p, f"image is too large ({exc})") from None
     except Exception as exc:  # any decoder failure is a bad file, not a bug here
-        raise _fail(p, f"cannot open image ({type(exc).__name__}: {exc})") from None
+        raise error_at(p, f"cannot open image ({type(exc).__name__}: {exc})") from None
     _check_dimensions(p, image.width, image.height)
 
     try:
         # Image.open is lazy; load() is where truncated/corrupt data shows up.
         image.load()
     except Exception as exc:
-        raise _fail(p, f"image is truncated or corrupt ({exc})") from None
+        raise error_at(p, f"image is truncated or corrupt ({exc})") from None
 
     try:
         # Phone photos are often stored sideways with an EXIF rotation tag.
@@ -163,22 +157,22 @@ def _array_to_gray_alpha(arr: np.ndarray, name: str):
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
-        raise _fail(
+        raise error_at(
             name,
             f"expected a 2-D grayscale array (or h x w x 3/4 colour), got shape {arr.shape}",
         )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise _fail(name, f"image has zero size (shape {arr.shape})")
+        raise error_at(name, f"image has zero size (shape {arr.shape})")
 
     if arr.dtype == np.uint8:
         a = arr.astype(np.float32) / np.float32(255.0)
     elif np.issubdtype(arr.dtype, np.floating):
         a = arr.astype(np.float32)
         if not np.isfinite(a).all():
-            raise _fail(name, "array contains NaN or infinite values")
+            raise error_at(name, "array contains NaN or infinite values")
         lo, hi = float(a.min()), float(a.max())
         if lo < 0.0 or hi > 1.0:
-            raise _fail(
+            raise error_at(
                 name,
                 f"float pixel values must be in [0, 1], got range [{lo:.3g}, {hi:.3g}]",
             )
@@ -186,9 +180,9 @@ def _array_to_gray_alpha(arr: np.ndarray, name: str):
         try:
             a = _int_to_unit(arr)
         except ValueError:
-            raise _fail(name, "integer pixel values must be non-negative") from None
+            raise error_at(name, "integer pixel values must be non-negative") from None
     else:
-        raise _fail(name, f"unsupported array dtype {arr.dtype}")
+        raise error_at(name, f"unsupported array dtype {arr.dtype}")
 
     if a.ndim == 2:
         return a, None
@@ -200,7 +194,7 @@ def _array_to_gray_alpha(arr: np.ndarray, name: str):
 def _pil_to_gray_alpha(image: Image.Image, name: str):
     """PIL image of any mode -> (gray, alpha-or-None), float32 in [0,1]."""
     if image.width == 0 or image.height == 0:
-        raise _fail(name, f"image has zero size ({image.width}x{image.height})")
+        raise error_at(name, f"image has zero size ({image.width}x{image.height})")
     mode = image.mode
     has_alpha = "A" in mode or "a" in mode or "transparency" in image.info
 
@@ -210,7 +204,7 @@ def _pil_to_gray_alpha(image: Image.Image, name: str):
         if mode == "F":
             a = a.astype(np.float32)
             if not np.isfinite(a).all():
-                raise _fail(name, "image contains NaN or infinite values")
+                raise error_at(name, "image contains NaN or infinite values")
             a = a - min(0.0, float(a.min()))
             top = float(a.max())
             if top > 1.0:  # float data of unknown range: scale to its maximum
@@ -219,7 +213,7 @@ def _pil_to_gray_alpha(image: Image.Image, name: str):
         try:
             return _int_to_unit(a.astype(np.int64)), None
         except ValueError:
-            raise _fail(name, "negative pixel values in integer image") from None
+            raise error_at(name, "negative pixel values in integer image") from None
 
     if has_alpha:
         # Pillow applies P/L/RGB "transparency" and un-premultiplies RGBa/La.
@@ -233,7 +227,7 @@ def _pil_to_gray_alpha(image: Image.Image, name: str):
         try:
             gray_img = image.convert("RGB").convert("L")
         except ValueError:
-            raise _fail(name, f"unsupported image mode {mode!r}") from None
+            raise error_at(name, f"unsupported image mode {mode!r}") from None
     return np.asarray(gray_img, dtype=np.float32) / np.float32(255.0), None
 
 
@@ -496,10 +490,10 @@ def _scale_to_box(crop: np.ndarray) -> np.ndarray:
 
 
 def _center_offset(com: float, size: int) -> int:
-    """Integer paste offset putting ``com`` (box coords) nearest CENTER,
+    """Integer paste offset putting ``com`` (box coords) nearest CENTRE_OF_MASS,
     clipped so a box of ``size`` px stays fully inside the field."""
-    offset = int(np.floor(CENTER - com + 0.5))  # round half up, deterministic
-    return min(max(offset, 0), FIELD_SIZE - size)
+    offset = int(np.floor(CENTRE_OF_MASS - com + 0.5))  # round half up, deterministic
+    return min(max(offset, 0), IMAGE_SIDE - size)
 
 
 def normalize_digit(image, name: str = "image") -> np.ndarray:
@@ -518,7 +512,7 @@ def normalize_digit(image, name: str = "image") -> np.ndarray:
     mask = ink >= INK_THRESHOLD
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
-        raise _fail(name, "image is blank (no ink found)")
+        raise error_at(name, "image is blank (no ink found)")
     cols = np.flatnonzero(mask.any(axis=0))
     r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     box = ink[r0:r1, c0:c1]
@@ -528,13 +522,13 @@ def normalize_digit(image, name: str = "image") -> np.ndarray:
 
     total = float(small.sum())
     if total <= 0.0:  # cannot happen for a non-empty box, but never divide by 0
-        raise _fail(name, "image is blank (no ink found)")
+        raise error_at(name, "image is blank (no ink found)")
     com_r = float(small.sum(axis=1) @ np.arange(new_h)) / total
     com_c = float(small.sum(axis=0) @ np.arange(new_w)) / total
     top = _center_offset(com_r, new_h)
     left = _center_offset(com_c, new_w)
 
-    field = np.zeros((FIELD_SIZE, FIELD_SIZE), dtype=np.float32)
+    field = np.zeros((IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
     field[top : top + new_h, left : left + new_w] = small
     return field.ravel()
 

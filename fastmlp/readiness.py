@@ -1,5 +1,6 @@
-"""Getting kernels ready off the critical path: ``backend.prepare(dtype)`` in a
-background thread. No printing and no Tk here.
+"""Getting kernels ready off the critical path: ``backend.prepare(dtype)`` in a background thread.
+
+No printing and no Tk here.
 
 A compiled backend's prepare takes 5-35 s on a cold Numba cache (well under
 1 s when cached). Run where the user waits for it, that is a frozen window or

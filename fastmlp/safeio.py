@@ -21,12 +21,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from fastmlp.errors import FastmlpError
-
-
-def one_line(path, problem) -> FastmlpError:
-    """The error for ``path``: "<path>: <problem>", whitespace collapsed to one line."""
-    return FastmlpError(" ".join(f"{path}: {problem}".split()))
+from fastmlp.errors import error_at
 
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
@@ -60,11 +55,11 @@ def open_regular(path, what: str = "file"):
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        raise one_line(path, os_problem(exc)) from None
+        raise error_at(path, os_problem(exc)) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise one_line(path, f"is {kind(info.st_mode)}, not a {what}")
+            raise error_at(path, f"is {kind(info.st_mode)}, not a {what}")
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
         return os.fdopen(fd, "rb"), info.st_size
     except BaseException:
@@ -77,15 +72,15 @@ def read_regular(path, limit: int, what: str = "file") -> bytes:
     f, size = open_regular(path, what)
     with f:
         if size > limit:
-            raise one_line(path, f"is {size} bytes, larger than the {limit} bytes a {what} may have")
+            raise error_at(path, f"is {size} bytes, larger than the {limit} bytes a {what} may have")
         try:
             # size + 1, not limit + 1: read() allocates what it is asked for
             # up front. The +1 catches a file that grew since fstat.
             data = f.read(size + 1)
         except OSError as exc:
-            raise one_line(path, os_problem(exc)) from None
+            raise error_at(path, os_problem(exc)) from None
     if len(data) > size:
-        raise one_line(path, f"grew while being read (from {size} bytes); read it again when it is complete")
+        raise error_at(path, f"grew while being read (from {size} bytes); read it again when it is complete")
     return data
 
 
@@ -113,9 +108,9 @@ def check_output(path, flag: str) -> None:
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise one_line(f"{flag} {path}", os_problem(exc, "check it")) from None
+        raise error_at(f"{flag} {path}", os_problem(exc, "check it")) from None
     if not stat.S_ISREG(info.st_mode):
-        raise one_line(f"{flag} {path}", f"is {kind(info.st_mode)}; fastmlp only writes regular files")
+        raise error_at(f"{flag} {path}", f"is {kind(info.st_mode)}; fastmlp only writes regular files")
 
 
 def temp_name(path: Path) -> Path:
@@ -181,15 +176,15 @@ def _acquire(path: Path, flag: str) -> int:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         except OSError as exc:
-            raise one_line(f"{flag} {path}", f"cannot lock for writing ({exc.strerror or exc})") from None
+            raise error_at(f"{flag} {path}", f"cannot lock for writing ({exc.strerror or exc})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise one_line(f"{flag} {path}", "another fastmlp process is writing this file; "
+                raise error_at(f"{flag} {path}", "another fastmlp process is writing this file; "
                                "wait for it to finish or choose another path") from None
-            raise one_line(f"{flag} {path}", f"cannot lock for writing ({exc.strerror or exc})") from None
+            raise error_at(f"{flag} {path}", f"cannot lock for writing ({exc.strerror or exc})") from None
         # The holder we waited for may have removed the lock file after we
         # opened it; a lock on a removed file guards nothing, so try again.
         try:

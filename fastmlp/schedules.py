@@ -1,5 +1,4 @@
-"""Learning-rate schedules: one learning rate per optimizer step, computed up
-front so a compiled training loop can just index it."""
+"""Learning-rate schedules: one learning rate per optimizer step, computed up front so a compiled training loop can just index it."""
 
 import numpy as np
 

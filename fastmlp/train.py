@@ -10,12 +10,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from fastmlp import augment as augmentation
+from fastmlp import augmentation
 from fastmlp.checkpoint import Checkpoint
 from fastmlp.errors import FastmlpError
 from fastmlp.evaluate import accuracy
 from fastmlp.metadata import CONFIG
-from fastmlp.model import DEFAULT_HIDDEN, MLP, N_CLASSES, N_INPUTS, parameter_count, parse_hidden
+from fastmlp.model import (DEFAULT_HIDDEN, MLP, N_CLASSES, N_INPUTS, layer_sizes, parameter_count,
+                           parse_hidden)
 from fastmlp.memory import require
 from fastmlp.optim import SLOTS, OptimizerConfig, OptimizerState, init_state
 from fastmlp.schedules import learning_rates
@@ -202,72 +203,106 @@ def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
     check_memory(config, len(X), state.model.sizes[0], state.model.sizes[-1])
     X_val, y_val = validation_rows(data, config)
     X = np.ascontiguousarray(X, dtype=config.dtype)
-    n, batch_size = len(X), config.batch_size
-    spe = steps_per_epoch(n, batch_size)
+    spe = steps_per_epoch(len(X), config.batch_size)
     lrs_all = learning_rates(config.schedule, config.lr, spe * config.epochs, config.warmup)
-    opt = config.optimizer_config()
-    W, b = state.model.W, state.model.b
-    # The reference stops after any batch; a compiled backend runs a few per
-    # call to keep Python off the hot path.
-    per_call = getattr(backend, "batches_per_call", 1)
-    aug = augmentation.parse(config.augment)
-    X_aug = np.empty_like(X) if aug.enabled else None
+    augmenter = _Augmenter(config, backend, X)
 
     while state.epoch < config.epochs:
-        order = epoch_order(config.seed, state.epoch, n)
+        if augmenter.enabled and should_stop():
+            return "stopped"
+        X_epoch = augmenter.epoch_images(state)
+        order = epoch_order(config.seed, state.epoch, len(X))
         dropout = (config.dropout, dropout_key(config.seed, state.epoch)) if config.dropout else None
         lrs = lrs_all[state.epoch * spe:(state.epoch + 1) * spe]
-        X_epoch = X
-        if aug.enabled:
-            if should_stop():
-                return "stopped"
-            # The whole epoch's images, augmented once by one backend call; a
-            # function of (seed, epoch) alone, so a resumed epoch sees the same
-            # images. Counted as training time.
-            start = time.perf_counter()
-            params = augmentation.sample_params(aug, n, augmentation.epoch_rng(config.seed, state.epoch))
-            backend.augment(X, params.A, params.D, params.thickness, X_aug)
-            state.seconds += time.perf_counter() - start
-            X_epoch = X_aug
-        while state.step < spe:
-            if should_stop():
-                return "stopped"
-            first, stop = state.step, min(state.step + per_call, spe)
-            start = time.perf_counter()
-            # Overflow is caught below as a non-finite loss, with advice.
-            with np.errstate(over="ignore", invalid="ignore"):
-                loss_sum, correct = backend.train_batches(
-                    W, b, state.optimizer, X_epoch, y, order, batch_size, first, stop,
-                    lrs[first:stop], opt, config.label_smoothing, dropout)
-            state.seconds += time.perf_counter() - start
-            if not math.isfinite(loss_sum):
-                raise Diverged(f"loss became {loss_sum} in epoch {state.epoch + 1}, batch {first + 1}; "
-                               f"try a lower --lr (now {config.lr:g})")
-            rows = min(stop * batch_size, n) - first * batch_size
-            state.step, state.loss_sum, state.correct = stop, state.loss_sum + loss_sum, state.correct + correct
-            if on_chunk:
-                on_chunk(state, min(stop * batch_size, n), loss_sum / rows)
-
-        record = {"epoch": state.epoch + 1, "loss": state.loss_sum / n,
-                  "train_accuracy": state.correct / n, "seconds": state.seconds}
-        # A data set without a test split (the Python API's arrays) has no test accuracy.
-        has_test = len(data.X_test) > 0
-        if has_test:
-            record["test_accuracy"] = accuracy(state.model, data.X_test, data.y_test, backend)
-        if len(X_val):
-            record["validation_accuracy"] = accuracy(state.model, X_val, y_val, backend)
-        count = epochs_averaged(config, state.epoch + 1)
-        if count:
-            state.swa, state.swa_count = average_in(state.swa, state.model, count), count
-            if has_test:
-                record["swa_test_accuracy"] = accuracy(state.swa, data.X_test, data.y_test, backend)
-            if len(X_val):
-                record["swa_validation_accuracy"] = accuracy(state.swa, X_val, y_val, backend)
-        state.history.append(record)
-        state.epoch, state.step, state.loss_sum, state.correct, state.seconds = state.epoch + 1, 0, 0.0, 0, 0.0
+        if not train_steps(config, backend, state, X_epoch, y, order, lrs, dropout,
+                           on_chunk=on_chunk, should_stop=should_stop):
+            return "stopped"
+        record = finish_epoch(config, data, backend, state, len(X), (X_val, y_val))
         if on_epoch:
             on_epoch(state, record)
     return "done"
+
+
+class _Augmenter:
+    """The epoch's augmented copy of the training images (with
+    ``config.augment``), written into one buffer reused every epoch."""
+
+    def __init__(self, config: TrainConfig, backend, X):
+        self.config, self.backend, self.X = config, backend, X
+        self.spec = augmentation.parse(config.augment)
+        self.enabled = self.spec.enabled
+        self.out = np.empty_like(X) if self.enabled else None
+
+    def epoch_images(self, state: TrainState):
+        """X itself, or its augmented copy for ``state.epoch``: the whole
+        epoch's images, augmented once by one backend call; a function of
+        (seed, epoch) alone, so a resumed epoch sees the same images.
+        Counted as training time (state.seconds)."""
+        if not self.enabled:
+            return self.X
+        start = time.perf_counter()
+        rng = augmentation.epoch_rng(self.config.seed, state.epoch)
+        params = augmentation.sample_params(self.spec, len(self.X), rng)
+        self.backend.augment(self.X, params.A, params.D, params.thickness, self.out)
+        state.seconds += time.perf_counter() - start
+        return self.out
+
+
+def train_steps(config: TrainConfig, backend, state: TrainState, X, y, order, lrs,
+                dropout=None, *, on_chunk=None, should_stop=lambda: False) -> bool:
+    """Batches state.step.. of one epoch: the rows of X, y in ``order``, batch
+    j at learning rate lrs[j], in chunks of ``backend.batches_per_call``;
+    each chunk advances state.step and adds to state's running sums and
+    seconds. Returns False when should_stop() became true between chunks.
+    Raises Diverged on a non-finite loss. (bench/ times this loop too.)"""
+    n, batch_size = len(X), config.batch_size
+    spe = steps_per_epoch(n, batch_size)
+    opt = config.optimizer_config()
+    # The reference stops after any batch; a compiled backend runs a few per
+    # call to keep Python off the hot path.
+    per_call = getattr(backend, "batches_per_call", 1)
+    while state.step < spe:
+        if should_stop():
+            return False
+        first, stop = state.step, min(state.step + per_call, spe)
+        start = time.perf_counter()
+        # Overflow is caught below as a non-finite loss, with advice.
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss_sum, correct = backend.train_batches(
+                state.model.W, state.model.b, state.optimizer, X, y, order, batch_size, first,
+                stop, lrs[first:stop], opt, config.label_smoothing, dropout)
+        state.seconds += time.perf_counter() - start
+        if not math.isfinite(loss_sum):
+            raise Diverged(f"loss became {loss_sum} in epoch {state.epoch + 1}, batch {first + 1}; "
+                           f"try a lower --lr (now {config.lr:g})")
+        rows = min(stop * batch_size, n) - first * batch_size
+        state.step, state.loss_sum, state.correct = stop, state.loss_sum + loss_sum, state.correct + correct
+        if on_chunk:
+            on_chunk(state, min(stop * batch_size, n), loss_sum / rows)
+    return True
+
+
+def finish_epoch(config: TrainConfig, data, backend, state: TrainState, n: int,
+                 validation) -> dict:
+    """Close the epoch whose batches are all done: its record (see run) with
+    the accuracies, the SWA average updated, the record appended to
+    state.history, and state moved to the start of the next epoch.
+    n: the rows trained on; validation: the held-out (X, y), maybe empty."""
+    record = {"epoch": state.epoch + 1, "loss": state.loss_sum / n,
+              "train_accuracy": state.correct / n, "seconds": state.seconds}
+    # A data set without a test split (the Python API's arrays) has no test accuracy.
+    splits = {"test": (data.X_test, data.y_test), "validation": validation}
+    splits = {name: split for name, split in splits.items() if len(split[0])}
+    for name, (X_split, y_split) in splits.items():
+        record[f"{name}_accuracy"] = accuracy(state.model, X_split, y_split, backend)
+    count = epochs_averaged(config, state.epoch + 1)
+    if count:
+        state.swa, state.swa_count = average_in(state.swa, state.model, count), count
+        for name, (X_split, y_split) in splits.items():
+            record[f"swa_{name}_accuracy"] = accuracy(state.swa, X_split, y_split, backend)
+    state.history.append(record)
+    state.epoch, state.step, state.loss_sum, state.correct, state.seconds = state.epoch + 1, 0, 0.0, 0, 0.0
+    return record
 
 
 def check_memory(config: TrainConfig, n: int, n_inputs: int = N_INPUTS,
@@ -277,7 +312,7 @@ def check_memory(config: TrainConfig, n: int, n_inputs: int = N_INPUTS,
     gradients, optimizer slots, SWA average and a copy being saved, the
     activations and deltas of a batch, and the augmented copy of X."""
     itemsize = np.dtype(config.dtype).itemsize
-    sizes = (n_inputs, *config.hidden, n_classes)
+    sizes = layer_sizes(config.hidden, n_inputs, n_classes)
     copies = 3 + len(SLOTS[config.optimizer]) + (config.swa_start is not None)
     total = (8 * steps_per_epoch(n, config.batch_size) * config.epochs
              + copies * parameter_count(sizes) * itemsize

@@ -35,7 +35,7 @@ import numpy as np
 import fastmlp
 from fastmlp import checkpoint, drawings, finetune, insight
 from fastmlp.data import load_dataset
-from fastmlp.errors import FastmlpError
+from fastmlp.errors import FastmlpError, one_line
 from fastmlp.gui import theme
 from fastmlp.gui.theme import px
 from fastmlp.gui.answer import AnswerPanel
@@ -73,10 +73,6 @@ class FinetuneJob:
     drawings: drawings.Drawings
     mnist: object  # fastmlp.data.Dataset
     before: finetune.Scores
-
-
-def one_line(text) -> str:
-    return " ".join(str(text).split())
 
 
 class DigitApp:
@@ -694,7 +690,7 @@ class DigitApp:
         state, epochs = event.state, event.config.epochs
         history = state.history
         accuracy = f", test {history[-1]['test_accuracy'] * 100:.2f}%" if history else ""
-        saved = checkpoint.Checkpoint(state.model, state.optimizer, event.meta)
+        saved = event.saved
         if event.status == "done":
             self._show_progress(f"done: {epochs} epochs{accuracy}")
             self._offer(saved, self._describe_result(state, epochs, accuracy))

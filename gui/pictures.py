@@ -1,5 +1,6 @@
-"""Pictures of the network's insides as RGB arrays, and their geometry. No Tk
-here: fastmlp.gui.inside shows them, tests check them without a display.
+"""Pictures of the network's insides as RGB arrays, and their geometry.
+
+No Tk here: fastmlp.gui.inside shows them, tests check them without a display.
 
 Every picture is (height, width, 3) uint8; ``ppm`` turns one into the bytes
 a Tk PhotoImage reads directly (binary PPM: no compression, ~0.5 ms for the
@@ -18,10 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib import colormaps
 
+from fastmlp.model import IMAGE_SIDE
+
 LEVELS = 256
 _DIVERGING = np.round(colormaps["RdBu_r"](np.linspace(0, 1, LEVELS))[:, :3] * 255).astype(np.uint8)
 _SEQUENTIAL = np.round(colormaps["magma"](np.linspace(0, 1, LEVELS))[:, :3] * 255).astype(np.uint8)
-SIDE = 28
 
 
 def ppm(rgb: np.ndarray) -> bytes:
@@ -117,11 +119,11 @@ def tiles_picture(W0, grid: Grid) -> np.ndarray:
     (its incoming weights as an image), upscaled to grid.cell px (nearest).
     Each tile on its own diverging scale (its max |w|): on one shared scale
     a few large weights wash every other tile out to white."""
-    tiles = np.asarray(W0, dtype=np.float64).T.reshape(-1, SIDE, SIDE)
+    tiles = np.asarray(W0, dtype=np.float64).T.reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
     scale = np.abs(tiles).max(axis=(1, 2), keepdims=True)
     tiles = diverging(np.divide(tiles, scale, out=np.zeros_like(tiles), where=scale > 0), 1.0)
-    repeat = grid.cell / SIDE
-    index = np.minimum((np.arange(grid.cell) / repeat).astype(np.intp), SIDE - 1)
+    repeat = grid.cell / IMAGE_SIDE
+    index = np.minimum((np.arange(grid.cell) / repeat).astype(np.intp), IMAGE_SIDE - 1)
     return grid.paint(tiles[:, index][:, :, index])
 
 
@@ -130,8 +132,8 @@ def saliency_picture(x, grad, size: int) -> np.ndarray:
     saliency on the diverging scale (red: more ink here raises the class's
     score, blue: lowers it), with the input's ink drawn over it in dark grey
     at half strength so one sees where the strokes are."""
-    colour = diverging(np.asarray(grad).reshape(SIDE, SIDE)).astype(np.float64)
-    ink = np.clip(np.asarray(x, dtype=np.float64).reshape(SIDE, SIDE, 1), 0, 1) * 0.5
+    colour = diverging(np.asarray(grad).reshape(IMAGE_SIDE, IMAGE_SIDE)).astype(np.float64)
+    ink = np.clip(np.asarray(x, dtype=np.float64).reshape(IMAGE_SIDE, IMAGE_SIDE, 1), 0, 1) * 0.5
     mixed = colour * (1 - ink) + 40.0 * ink
-    index = np.minimum((np.arange(size) * SIDE) // size, SIDE - 1)
+    index = np.minimum((np.arange(size) * IMAGE_SIDE) // size, IMAGE_SIDE - 1)
     return np.round(mixed[index][:, index]).astype(np.uint8)

@@ -1,6 +1,7 @@
-"""Pen strokes as pixels: the one place that decides what a stroke looks like
-to the network. No Tk here: the drawing canvas (fastmlp.gui.canvas) and the
-drawn-digit benchmark (bench/drawn_digits.py) both paint with these functions.
+"""Pen strokes as pixels: the one place that decides what a stroke looks like to the network.
+
+No Tk here: the drawing canvas (fastmlp.gui.canvas) and the drawn-digit
+benchmark (bench/drawn_digits.py) both paint with these functions.
 
 A stroke is painted as a round pen tip at its first point, then one segment
 per later point, each ending in a round cap: consecutive segments join

@@ -1,8 +1,8 @@
-"""The "Teach it my handwriting" tab: correct the answer (the drawing is
-saved to the personal data set), fine-tune on those drawings, and see the
-before/after accuracy. Widgets only: the actions are the app's
-(DigitApp.correct, DigitApp.start_finetune), the data and training live in
-fastmlp.drawings and fastmlp.finetune.
+"""The "Teach it my handwriting" tab: correct the answer (the drawing is saved to the personal data set), fine-tune on those drawings, and see the before/after accuracy.
+
+Widgets only: the actions are the app's (DigitApp.correct,
+DigitApp.start_finetune), the data and training live in fastmlp.drawings and
+fastmlp.finetune.
 """
 
 from tkinter import ttk

@@ -1,6 +1,4 @@
-"""The app's look: the Sun Valley ttk theme (sv-ttk) in light or dark mode,
-the plain Tk widgets recoloured to match, and fonts that follow the
-screen's scaling.
+"""The app's look: the Sun Valley ttk theme (sv-ttk) in light or dark mode, the plain Tk widgets recoloured to match, and fonts that follow the screen's scaling.
 
 Why sv-ttk: measured under Xvfb (README, "The app's theme"), it adds about
 0.22 s to the window's start (ttkbootstrap: 0.37 s), is one small pure-Python

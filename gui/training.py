@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from fastmlp.data import load_dataset
 from fastmlp.errors import FastmlpError
 from fastmlp.readiness import prepare
-from fastmlp.train import TrainConfig, TrainState, checkpoint_meta, run, training_rows
+from fastmlp.checkpoint import Checkpoint
+from fastmlp.train import TrainConfig, TrainState, run, to_checkpoint, training_rows
 
 
 @dataclass(frozen=True)
@@ -49,14 +50,14 @@ class EpochDone:
 @dataclass(frozen=True)
 class Finished:
     """status: "done" or "stopped" (cancelled). state: the trained TrainState,
-    handed over once the thread no longer touches it. meta: checkpoint
-    metadata in the format ``fastmlp train`` writes, so a saved model can be
-    evaluated or resumed from the command line."""
+    handed over once the thread no longer touches it. saved: the checkpoint
+    ``fastmlp train`` would write (fastmlp.train.to_checkpoint), so a saved
+    model can be evaluated or resumed from the command line."""
 
     status: str
     state: TrainState
     config: TrainConfig
-    meta: dict
+    saved: Checkpoint
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class TrainingController:
 
             status = run(config, data, backend, state, on_chunk=on_chunk, on_epoch=on_epoch,
                          should_stop=self._stop.is_set)
-            events.put(Finished(status, state, config, checkpoint_meta(config, state, data)))
+            events.put(Finished(status, state, config, to_checkpoint(config, state, data)))
         except FastmlpError as exc:  # includes Diverged
             events.put(Failed(str(exc)))
         except Exception as exc:  # a bug must still end the run visibly, not silently

@@ -1,5 +1,4 @@
-"""Kernels behind one interface: ``get_backend(name)`` returns a module that
-implements every op of the contract (see contract.py).
+"""Kernels behind one interface: ``get_backend(name)`` returns a module that implements every op of the contract (see contract.py).
 
 - ``numpy``: the reference, written to be read (numpy_backend.py).
 - ``numba``: the compiled twin, written to be fast (numba_backend.py).
@@ -10,9 +9,8 @@ A new backend is a module implementing contract.OPS, added to BACKENDS.
 import importlib
 import os
 
-from fastmlp.errors import FastmlpError
-
 from . import contract
+from .errors import FastmlpError, one_line
 
 # name -> module (relative to this package)
 BACKENDS = {"numpy": ".numpy_backend", "numba": ".numba_backend"}
@@ -34,7 +32,7 @@ def get_backend(name: str | None = None):
     try:
         module = importlib.import_module(BACKENDS[name], __name__)
     except Exception as exc:  # ImportError, or a broken numba/llvmlite install
-        reason = " ".join(str(exc).split()) or type(exc).__name__
+        reason = one_line(exc) or type(exc).__name__
         raise FastmlpError(f"backend {name!r} is unavailable: {reason}") from None
     missing = contract.missing_ops(module)
     if missing:

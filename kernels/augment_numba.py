@@ -1,10 +1,14 @@
-"""Data augmentation, compiled: the twin of kernels/augment_numpy.py. Same op,
-same name, arguments and result; read the reference for the equations, this
-file for how they are made fast. tests/test_augment.py checks the two agree.
+"""Data augmentation, compiled: the twin of kernels/augment_numpy.py.
 
-Per image: ``load_source`` (copy into a zero frame, find the ink's box),
-``displacement_field``, ``source_points`` (the reference's warp() up to the
-fetch), ``sample`` (its bilinear()), ``thicken`` (its thicken()).
+Same op, same name, arguments and result; read the reference for the equations,
+this file for how they are made fast. tests/test_augment.py checks the two
+agree.
+
+Per image: ``_load_source`` (copy into a zero frame, find the ink's box),
+``_displacement_field``, ``_source_points`` (the reference's warp() up to the
+fetch), ``_sample`` (its bilinear()), ``_thicken`` (its thicken()). The
+helpers are private: their signatures are this file's scratch layout, not
+the reference's, so they do not take the reference's public names.
 
 How it is fast (60000 images per epoch):
 - One compiled call per epoch: images in fixed blocks of BLOCK, blocks on all
@@ -43,22 +47,25 @@ import numpy as np
 from numba import prange
 
 from .numba_ir import highest_bit, lowest_bit  # bit scans: which pixels to fetch
+# The image's size is the contract's (a compiled kernel freezes it as a
+# constant: it is the input format, not a tuning knob that could change).
+from .contract import IMAGE_SIDE, N_INPUTS
 from .numba_jit import jit
 
-SIDE = 28
-CENTRE = (SIDE - 1) / 2
+# The point the warp turns about, the middle of the image (as the reference).
+PIVOT = (IMAGE_SIDE - 1) / 2
 # Row length of every scratch image: image column c is scratch column c + 1,
 # columns 0 and 29..31 are a zero frame (32: a whole number of SIMD vectors).
 STRIDE = 32
 # Scratch images over the 28 image rows: pixel (r, c) at r * STRIDE + c + 1.
-PIXELS = SIDE * STRIDE
+PIXELS = IMAGE_SIDE * STRIDE
 # The source in a zero frame, rows -1..29 (-1, 28, 29 zero, as the reference
 # pads): pixel (r, c) at (r + 1) * STRIDE + c + 1.
-SOURCE_ROWS = SIDE + 3
+SOURCE_ROWS = IMAGE_SIDE + 3
 # The warped image in a zero frame, rows -2..29 (two rows above, so the
 # filters' flat passes never index below 0): pixel (r, c) at
 # (r + 2) * STRIDE + c + 1.
-WARPED_ROWS = SIDE + 4
+WARPED_ROWS = IMAGE_SIDE + 4
 # Images per parallel task: scratch is allocated once per block.
 BLOCK = 64
 
@@ -66,55 +73,55 @@ BLOCK = 64
 # ------------------------------------------------------ constant tables
 
 @jit()
-def pixel_tables(dtype_of, G):
+def _pixel_tables(dtype_of, G):
     """Constants, in dtype_of's dtype, over the PIXELS scratch layout:
-    u, v: (PIXELS,) the pixel's row and column minus CENTRE (the reference's
+    u, v: (PIXELS,) the pixel's row and column minus PIVOT (the reference's
     u and v, same operations); image: (PIXELS,) uint8, 1 on image columns,
     0 on the frame. For the elastic upsampling, with g = p (G - 1) / 27 the
     grid coordinate of pixel line p, k = floor(g), f = g - k (the
     reference's operations), line p mixes control lines k and k + 1 with
     weights 1 - f and f:
-    rows: (SIDE, 3), rows[p] = (k, 1 - f, f) with k <= G - 2 (the last line
+    rows: (IMAGE_SIDE, 3), rows[p] = (k, 1 - f, f) with k <= G - 2 (the last line
     uses (G - 2, 0, 1): the same value as the reference's (G - 1, 1, 0));
-    W: (G, STRIDE), W[k, p + 1] = weight of control line k at column p
+    col_weights: (G, STRIDE), col_weights[k, p + 1] = weight of control line k at column p
     (0 on the frame)."""
     dt = dtype_of.dtype.type
     u = np.zeros(PIXELS, dtype_of.dtype)
     v = np.zeros(PIXELS, dtype_of.dtype)
     image = np.zeros(PIXELS, np.uint8)
-    for r in range(SIDE):
+    for r in range(IMAGE_SIDE):
         for j in range(STRIDE):
-            u[r * STRIDE + j] = dt(r) - dt(CENTRE)
-            v[r * STRIDE + j] = dt(j - 1) - dt(CENTRE)
-            image[r * STRIDE + j] = 1 <= j <= SIDE
-    rows = np.zeros((SIDE, 3), dtype_of.dtype)
-    W = np.zeros((G, STRIDE), dtype_of.dtype)
-    for p in range(SIDE):
-        g = dt(p) * dt(G - 1) / dt(SIDE - 1)
+            u[r * STRIDE + j] = dt(r) - dt(PIVOT)
+            v[r * STRIDE + j] = dt(j - 1) - dt(PIVOT)
+            image[r * STRIDE + j] = 1 <= j <= IMAGE_SIDE
+    rows = np.zeros((IMAGE_SIDE, 3), dtype_of.dtype)
+    col_weights = np.zeros((G, STRIDE), dtype_of.dtype)
+    for p in range(IMAGE_SIDE):
+        g = dt(p) * dt(G - 1) / dt(IMAGE_SIDE - 1)
         k = np.floor(g)
         f = g - k
         if int(k) + 1 < G:
             rows[p, 0], rows[p, 1], rows[p, 2] = k, dt(1) - f, f
-            W[int(k), p + 1], W[int(k) + 1, p + 1] = dt(1) - f, f
+            col_weights[int(k), p + 1], col_weights[int(k) + 1, p + 1] = dt(1) - f, f
         else:                # the last line: its "next" point has weight 0
             rows[p, 0], rows[p, 1], rows[p, 2] = k - 1, dt(0), dt(1)
-            W[int(k), p + 1] = dt(1) - f
-    return u, v, image, rows, W
+            col_weights[int(k), p + 1] = dt(1) - f
+    return u, v, image, rows, col_weights
 
 
 # ------------------------------------------------------------ per image
 
 @jit()
-def load_source(x, P, side):
-    """Copy x: (side * side,) into the interior of the framed source P:
+def _load_source(x, framed, side):
+    """Copy x: (side * side,) into the interior of ``framed``, the source in a zero frame:
     (SOURCE_ROWS * STRIDE,) (its frame stays 0) and return the box holding
     its ink, (first row, last row, first col, last col); first row > last
-    row when x is all 0. ``side`` is SIDE, passed at run time: LLVM
+    row when x is all 0. ``side`` is IMAGE_SIDE, passed at run time: LLVM
     vectorizes these short loops only if it has not unrolled them fully."""
     first, last, left, right = side, -1, side, -1
     for r in range(side):
         src = x[r * side:(r + 1) * side]
-        dst = P[(r + 1) * STRIDE + 1:(r + 2) * STRIDE]
+        dst = framed[(r + 1) * STRIDE + 1:(r + 2) * STRIDE]
         lo, hi = side, -1
         for c in range(side):
             value = src[c]
@@ -129,13 +136,13 @@ def load_source(x, P, side):
 
 
 @jit()
-def displacement_field(D, rows, W, M, d0, d1, stride):
+def _displacement_field(D, rows, col_weights, M, d0, d1, stride):
     """d_a = the elastic displacement (a = 0 rows, 1 cols) of every pixel: D:
     (G, G, 2) upsampled as the reference's displacement_field() does, first
-    along columns (M[a, k, j] = sum_l W[l, j] D[k, l, a]: summing all G terms
+    along columns (M[a, k, j] = sum_l col_weights[l, j] D[k, l, a]: summing all G terms
     adds only exact zeros to the reference's two), then along rows
     (d[r, j] = w0 M[k, j] + w1 M[k + 1, j], (k, w0, w1) = rows[r]).
-    rows, W: pixel_tables()  M: (2, G, STRIDE) scratch  d0, d1: (PIXELS,)
+    rows, col_weights: _pixel_tables()  M: (2, G, STRIDE) scratch  d0, d1: (PIXELS,)
     written. ``stride`` is STRIDE at run time (see load_source)."""
     G = D.shape[0]
     for a in range(2):
@@ -144,10 +151,10 @@ def displacement_field(D, rows, W, M, d0, d1, stride):
             for j in range(stride):
                 m[j] = 0
             for l in range(G):
-                w, e = W[l], D[k, l, a]
+                w, e = col_weights[l], D[k, l, a]
                 for j in range(stride):
                     m[j] += w[j] * e
-    for r in range(SIDE):
+    for r in range(IMAGE_SIDE):
         k = int(rows[r, 0])
         w0, w1 = rows[r, 1], rows[r, 2]
         top0, bottom0, out0 = M[0, k], M[0, k + 1], d0[r * STRIDE:]
@@ -158,17 +165,17 @@ def displacement_field(D, rows, W, M, d0, d1, stride):
 
 
 @jit()
-def source_points(A, u, v, image, d0, d1, box, K, FR, FC, inside):
-    """For every pixel p, the source point (sr, sc) = A [u, v, 1] + CENTRE + d
+def _source_points(A, u, v, image, d0, d1, box, corner, FR, FC, inside):
+    """For every pixel p, the source point (sr, sc) = A [u, v, 1] + PIVOT + d
     (the reference's warp(), in its operations and order), clipped into the
-    source's zero frame and stored as K = the index in the framed source of
+    source's zero frame and stored as ``corner``, the index in the framed source of
     its top-left neighbour (floor(sr), floor(sc)) and FR, FC = the
     fractions; inside = 1 where the point lies strictly within one pixel of
     the ink box (first row, last row, first col, last col): elsewhere the
     sample is 0. A: (2, 3)  u, v, image, d0, d1: (PIXELS,)
-    K: uint32, FR, FC, inside: uint8, all (PIXELS,) written."""
+    corner: uint32, FR, FC, inside: uint8, all (PIXELS,) written."""
     dt = FR.dtype.type
-    lo_clip, hi_clip, centre = dt(-1), dt(SIDE), dt(CENTRE)
+    lo_clip, hi_clip, centre = dt(-1), dt(IMAGE_SIDE), dt(PIVOT)
     top, bottom = dt(box[0] - 1), dt(box[1] + 1)
     left, right = dt(box[2] - 1), dt(box[3] + 1)
     a00, a01, a02 = A[0, 0], A[0, 1], A[0, 2]
@@ -186,22 +193,22 @@ def source_points(A, u, v, image, d0, d1, box, K, FR, FC, inside):
         r0, c0 = np.floor(sr), np.floor(sc)
         FR[q] = sr - r0
         FC[q] = sc - c0
-        K[q] = np.uint32(np.int32(r0) + 1) * np.uint32(STRIDE) + np.uint32(np.int32(c0) + 1)
+        corner[q] = np.uint32(np.int32(r0) + 1) * np.uint32(STRIDE) + np.uint32(np.int32(c0) + 1)
 
 
 @jit()
-def sample(P, K, FR, FC, inside, Y, stride):
-    """Y's image pixels = the bilinear samples of the framed source P at the
-    points (K, FR, FC) (the reference's bilinear()), fetched only from each
+def _sample(framed, corner, FR, FC, inside, Y, stride):
+    """Y's image pixels = the bilinear samples of the framed source ``framed`` at the
+    points (corner, FR, FC) (the reference's bilinear()), fetched only from each
     row's first to its last pixel ``inside``; the rest of Y is 0. Returns
     the (first, last) rows with a pixel inside (first > last if none).
-    P: (SOURCE_ROWS * STRIDE,)  K, FR, FC, inside: (PIXELS,)
+    framed: (SOURCE_ROWS * STRIDE,)  corner, FR, FC, inside: (PIXELS,)
     Y: (WARPED_ROWS * STRIDE,) written. ``stride``: see displacement_field."""
     one = Y.dtype.type(1)
     for q in range(WARPED_ROWS * STRIDE):
         Y[q] = 0
-    top, bottom = SIDE, -1
-    for r in range(SIDE):
+    top, bottom = IMAGE_SIDE, -1
+    for r in range(IMAGE_SIDE):
         flags = inside[r * STRIDE:(r + 1) * STRIDE]
         mask = 0                       # bit j: pixel j of the row is inside
         for j in range(stride):
@@ -213,15 +220,15 @@ def sample(P, K, FR, FC, inside, Y, stride):
         y = Y[(r + 2) * STRIDE:(r + 3) * STRIDE]
         for j in range(first, last + 1):      # data-dependent loads: scalar
             q = r * STRIDE + j
-            k, fr, fc = K[q], FR[q], FC[q]
-            left = (one - fr) * P[k] + fr * P[k + STRIDE]
-            right = (one - fr) * P[k + 1] + fr * P[k + STRIDE + 1]
+            k, fr, fc = corner[q], FR[q], FC[q]
+            left = (one - fr) * framed[k] + fr * framed[k + STRIDE]
+            right = (one - fr) * framed[k + 1] + fr * framed[k + STRIDE + 1]
             y[j] = (one - fc) * left + fc * right
     return top, bottom
 
 
 @jit()
-def thicken(Y, t, top, bottom, H, out, side):
+def _thicken(Y, t, top, bottom, H, out, side):
     """out = clip(y + t (max3x3(y) - y), 0, 1) if t > 0, clip(y + t (y -
     min3x3(y)), 0, 1) if t < 0, clip(y, 0, 1) if t = 0, for y the image in
     the framed Y (its zero frame is the reference's zero padding), which is
@@ -231,7 +238,7 @@ def thicken(Y, t, top, bottom, H, out, side):
     dt = Y.dtype.type
     zero, one = dt(0), dt(1)
     # Rows that can be nonzero: dilation spreads one row each way.
-    lo, hi = (max(top - 1, 0), min(bottom + 1, SIDE - 1)) if t > 0 else (top, bottom)
+    lo, hi = (max(top - 1, 0), min(bottom + 1, IMAGE_SIDE - 1)) if t > 0 else (top, bottom)
     if t != 0 and lo <= hi:
         # H = the 1x3 max (min) along rows of Y's rows lo-1..hi+1; then the
         # 3x1 max (min) of H is the 3x3 one. Flat passes over whole rows:
@@ -266,7 +273,7 @@ def thicken(Y, t, top, bottom, H, out, side):
 # --------------------------------------------------------------- the op
 
 @jit()
-def any_nonzero(a):
+def _any_nonzero(a):
     """True if any entry of the C-contiguous array a is nonzero."""
     for value in a.ravel():
         if value != 0:
@@ -275,30 +282,30 @@ def any_nonzero(a):
 
 
 @jit(parallel=True)
-def _augment(X, A, D, thickness, out, u, v, image, rows, W, side, stride):
+def _augment(X, A, D, thickness, out, u, v, image, rows, col_weights, side, stride):
     n = X.shape[0]
     dtype = X.dtype
     blocks = (n + BLOCK - 1) // BLOCK
     for b in prange(blocks):
-        P = np.zeros(SOURCE_ROWS * STRIDE, dtype)    # its frame stays 0
+        framed = np.zeros(SOURCE_ROWS * STRIDE, dtype)    # its frame stays 0
         d0, d1 = np.zeros(PIXELS, dtype), np.zeros(PIXELS, dtype)
         M = np.zeros((2, D.shape[1], STRIDE), dtype)
-        K = np.zeros(PIXELS, np.uint32)
+        corner = np.zeros(PIXELS, np.uint32)
         FR, FC = np.zeros(PIXELS, dtype), np.zeros(PIXELS, dtype)
         inside = np.zeros(PIXELS, np.uint8)
         Y, H = np.zeros(WARPED_ROWS * STRIDE, dtype), np.zeros(WARPED_ROWS * STRIDE, dtype)
         elastic = False      # d0 = d1 = 0 while no image had a displacement
         for i in range(b * BLOCK, min((b + 1) * BLOCK, n)):
-            box = load_source(X[i], P, side)
+            box = _load_source(X[i], framed, side)
             if box[0] > box[1]:          # no ink: every sample is 0
                 out[i, :] = 0
                 continue
-            if elastic or any_nonzero(D[i]):
-                displacement_field(D[i], rows, W, M, d0, d1, stride)
+            if elastic or _any_nonzero(D[i]):
+                _displacement_field(D[i], rows, col_weights, M, d0, d1, stride)
                 elastic = True
-            source_points(A[i], u, v, image, d0, d1, box, K, FR, FC, inside)
-            top, bottom = sample(P, K, FR, FC, inside, Y, stride)
-            thicken(Y, thickness[i], top, bottom, H, out[i], side)
+            _source_points(A[i], u, v, image, d0, d1, box, corner, FR, FC, inside)
+            top, bottom = _sample(framed, corner, FR, FC, inside, Y, stride)
+            _thicken(Y, thickness[i], top, bottom, H, out[i], side)
 
 
 def augment(X, A, D, thickness, out):
@@ -315,7 +322,7 @@ def augment(X, A, D, thickness, out):
     A = np.ascontiguousarray(A, dtype=dt)
     D = np.ascontiguousarray(D, dtype=dt)
     thickness = np.ascontiguousarray(thickness, dtype=dt)
-    if (X.shape != (n, SIDE * SIDE) or A.shape != (n, 2, 3) or D.ndim != 4
+    if (X.shape != (n, N_INPUTS) or A.shape != (n, 2, 3) or D.ndim != 4
             or D.shape[0] != n or D.shape[1] != D.shape[2] or D.shape[1] < 2
             or D.shape[3] != 2 or thickness.shape != (n,)):
         raise ValueError("augment: expected X (n, 784), A (n, 2, 3), D (n, G, G, 2) "
@@ -327,6 +334,6 @@ def augment(X, A, D, thickness, out):
     if np.shares_memory(X, out):
         raise ValueError("augment: out must not overlap X")
     X = np.ascontiguousarray(X)
-    u, v, image, rows, W = pixel_tables(X[:0], D.shape[1])
-    _augment(X, A, D, thickness, out, u, v, image, rows, W, SIDE, STRIDE)
+    u, v, image, rows, col_weights = _pixel_tables(X[:0], D.shape[1])
+    _augment(X, A, D, thickness, out, u, v, image, rows, col_weights, IMAGE_SIDE, STRIDE)
     return out

@@ -1,23 +1,26 @@
-"""Data augmentation, the reference: a random affine warp with an elastic
-distortion, then a change of stroke thickness, for a batch of 28x28 images.
+"""Data augmentation, the reference: a random affine warp with an elastic distortion, then a change of stroke thickness, for a batch of 28x28 images.
+
 This is the code to read; kernels/augment_numba.py is its compiled twin,
 checked against it in tests/test_augment.py.
 
-The kernel draws no random numbers: fastmlp.augment.sample_params draws them
+The kernel draws no random numbers: fastmlp.augmentation.sample_params draws them
 all, and ``augment`` is a deterministic function of its arguments. Both
 kernels compute the same IEEE operations in the same order (no matmul, no
 reassociation), so on one machine they agree to the last bit.
 
 Coordinates: pixel p = (r, c) of an image (row-major, 784 values) sits at
-(r, c), its centre; the image centre is CENTRE = (13.5, 13.5), the point the
-affine part rotates, scales and shears about.
+(r, c), its centre; the middle of the image is PIVOT = (13.5, 13.5), the
+point the affine part rotates, scales and shears about (not the centre of
+mass that fastmlp.preprocess places a digit's ink at: that is 14.0).
 """
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-SIDE = 28
-CENTRE = (SIDE - 1) / 2
+from .contract import IMAGE_SIDE, N_INPUTS
+
+# The point the warp turns about: the middle of the image, in pixel indices.
+PIVOT = (IMAGE_SIDE - 1) / 2
 # Images per pass: bounds the temporaries (about 20 arrays of CHUNK x 784).
 # Images are independent, so the chunking never changes a result.
 CHUNK = 1024
@@ -26,7 +29,7 @@ CHUNK = 1024
 def augment(X, A, D, thickness, out):
     """out = thicken(warp(X, A, D), thickness), image by image:
 
-        y(p)  = X( A [p - CENTRE; 1] + CENTRE + d(p) )    bilinear, X = 0 outside
+        y(p)  = X( A [p - PIVOT; 1] + PIVOT + d(p) )    bilinear, X = 0 outside
         out   = clip(y + t (max3x3(y) - y), 0, 1)          t > 0: thicker strokes
         out   = clip(y + t (y - min3x3(y)), 0, 1)          t < 0: thinner strokes
         out   = clip(y, 0, 1)                              t = 0
@@ -45,9 +48,9 @@ def augment(X, A, D, thickness, out):
     dt = X.dtype
     for lo in range(0, len(X), CHUNK):
         s = slice(lo, lo + CHUNK)
-        images = X[s].reshape(-1, SIDE, SIDE)
+        images = X[s].reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
         Y = warp(images, A[s].astype(dt), D[s].astype(dt))
-        out[s] = thicken(Y, thickness[s].astype(dt)).reshape(-1, SIDE * SIDE)
+        out[s] = thicken(Y, thickness[s].astype(dt)).reshape(-1, N_INPUTS)
     return out
 
 
@@ -82,9 +85,9 @@ def displacement_field(D):
     pixels) and |d| <= max |D| its strength."""
     n, G = D.shape[:2]
     dt = D.dtype.type
-    g = np.arange(SIDE, dtype=D.dtype) * dt(G - 1) / dt(SIDE - 1)  # pixel -> grid coordinate
-    gr = np.broadcast_to(g[:, None], (n, SIDE, SIDE))
-    gc = np.broadcast_to(g[None, :], (n, SIDE, SIDE))
+    g = np.arange(IMAGE_SIDE, dtype=D.dtype) * dt(G - 1) / dt(IMAGE_SIDE - 1)  # pixel -> grid coordinate
+    gr = np.broadcast_to(g[:, None], (n, IMAGE_SIDE, IMAGE_SIDE))
+    gc = np.broadcast_to(g[None, :], (n, IMAGE_SIDE, IMAGE_SIDE))
     # The last pixel row/column falls exactly on the last grid line: its
     # "next" control point is read with weight 0, so a zero pad suffices.
     padded = np.pad(D, ((0, 0), (0, 1), (0, 1), (0, 0)))
@@ -95,20 +98,20 @@ def displacement_field(D):
 
 
 def warp(images, A, D):
-    """y: (n, 28, 28), y(p) = images(A [p - CENTRE; 1] + CENTRE + d(p)), sampled
+    """y: (n, 28, 28), y(p) = images(A [p - PIVOT; 1] + PIVOT + d(p)), sampled
     bilinearly with 0 outside the image.
     images: (n, 28, 28)  A: (n, 2, 3)  D: (n, G, G, 2), one dtype."""
     d = displacement_field(D)
-    u = np.arange(SIDE, dtype=images.dtype)[:, None] - CENTRE   # p - CENTRE, rows
-    v = np.arange(SIDE, dtype=images.dtype)[None, :] - CENTRE   # p - CENTRE, cols
+    u = np.arange(IMAGE_SIDE, dtype=images.dtype)[:, None] - PIVOT   # p - PIVOT, rows
+    v = np.arange(IMAGE_SIDE, dtype=images.dtype)[None, :] - PIVOT   # p - PIVOT, cols
     a = A[:, :, :, None, None]
-    src_r = a[:, 0, 0] * u + a[:, 0, 1] * v + a[:, 0, 2] + CENTRE + d[..., 0]
-    src_c = a[:, 1, 0] * u + a[:, 1, 1] * v + a[:, 1, 2] + CENTRE + d[..., 1]
+    src_r = a[:, 0, 0] * u + a[:, 0, 1] * v + a[:, 0, 2] + PIVOT + d[..., 0]
+    src_c = a[:, 1, 0] * u + a[:, 1, 1] * v + a[:, 1, 2] + PIVOT + d[..., 1]
     # Zero rows/columns around the image: -1 before, 28 and 29 after. A point
     # clipped to [-1, 28] then reads only zeros, with weights summing to 1,
     # exactly as a point outside the image should.
     padded = np.pad(images, ((0, 0), (1, 2), (1, 2)))
-    return bilinear(padded, np.clip(src_r, -1, SIDE), np.clip(src_c, -1, SIDE), origin=1)
+    return bilinear(padded, np.clip(src_r, -1, IMAGE_SIDE), np.clip(src_c, -1, IMAGE_SIDE), origin=1)
 
 
 def thicken(Y, thickness):

@@ -1,8 +1,7 @@
-"""The kernel contract: every op a backend provides, its array shapes, dtypes,
-and which arguments it writes in place.
+"""The kernel contract: every op a backend provides, its array shapes, dtypes, and which arguments it writes in place.
 
 Notation: ``n`` rows per batch, ``i``/``o`` a layer's input/output width,
-``K`` = 10 classes, ``L`` layers. Samples are rows; a layer is ``Y = X @ W + b``
+``K`` = N_CLASSES = 10 classes, ``L`` layers. Samples are rows; a layer is ``Y = X @ W + b``
 with ``W: (i, o)``. All float arrays of one call share one dtype
 (float32 or float64) and are C-contiguous; labels ``y`` are int64 in [0, K).
 A network is two lists, ``W[l]: (i_l, o_l)`` and ``b[l]: (o_l,)``; their
@@ -63,7 +62,8 @@ forward_backward(W, b, X, y, dW, db, smoothing=0.0, dropout=None, position=0) ->
 optimizer_step(W, b, dW, db, state, lr, opt) -> None
     One update of every parameter with the optimizer ``opt``
     (fastmlp.optim.OptimizerConfig). Weight decay applies to W, never to b.
-    W, b and the optimizer's slot arrays in ``state`` WRITTEN, state.step += 1.
+    W, b and the optimizer's slot arrays in ``state`` (OPTIMIZER_SLOTS,
+    slot_key below) WRITTEN, state.step += 1.
 
 train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
               smoothing=0.0, dropout=None) -> (loss_sum, correct)
@@ -71,7 +71,7 @@ train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
     order[j*batch_size : (j+1)*batch_size] of X, y (the last may be
     partial). For each: forward_backward, then optimizer_step with
     lr = lrs[j - first]. loss_sum = sum over batches of loss * rows.
-    X: (N, 784)  y: (N,)  order: (N,) int64 permutation  lrs: (stop-first,)
+    X: (N, N_INPUTS = 784)  y: (N,)  order: (N,) int64 permutation  lrs: (stop-first,)
     float64. dropout: None or (rate, key); batch j's rows are at positions
     j*batch_size, ... of the epoch. W, b, state WRITTEN. The epoch driver
     calls this in chunks so it can report progress and stop cleanly between chunks.
@@ -102,9 +102,38 @@ augment(X, A, D, thickness, out) -> out
     dilation (t > 0) or erosion (t < 0) blended in by |t|, clipped to [0, 1].
     X: (n, 784) in [0, 1]  A: (n, 2, 3)  D: (n, G, G, 2), G >= 2
     thickness: (n,)  out: (n, 784) WRITTEN, must not overlap X. A, D and
-    thickness (float32 from fastmlp.augment.sample_params) are cast to X's
+    thickness (float32 from fastmlp.augmentation.sample_params) are cast to X's
     dtype. Draws no random numbers: a deterministic function of its inputs.
 """
+
+# The input format every network of the engine reads: a 28x28 image,
+# row-major, one pixel per input (the augment op needs exactly this).
+IMAGE_SIDE = 28
+N_INPUTS = IMAGE_SIDE * IMAGE_SIDE    # 784
+N_CLASSES = 10                        # K: the digits 0..9
+
+# optimizer name -> the slot arrays it keeps, each a list shaped like W and
+# one like b, under slot_key(slot, "W") and slot_key(slot, "b") in
+# state.slots. The one table of optimizer names: fastmlp.optim builds its
+# state from it, the backends read their slots by it.
+OPTIMIZER_SLOTS = {
+    "sgd": (),
+    "momentum": ("velocity",),
+    "adam": ("m", "v"),
+    "adamw": ("m", "v"),
+}
+
+
+def slot_key(slot: str, kind: str) -> str:
+    """The state.slots key of ``slot`` ("velocity", "m", "v") for the
+    parameters of ``kind`` ("W" or "b"): "velocity_W", "m_b", ..."""
+    return f"{slot}_{kind}"
+
+
+def layer_sizes(W) -> tuple:
+    """(i_0, o_0, ..., o_{L-1}): every layer's width, read off the weights."""
+    return (W[0].shape[0], *(w.shape[1] for w in W))
+
 
 OPS = (
     "linear_forward",

@@ -8,6 +8,7 @@ Shapes: n rows per batch, i/o a layer's input/output width, K = 10 classes.
 import numpy as np
 
 from .augment_numpy import augment  # noqa: F401  (the augment op: kernels/augment_numpy.py)
+from .contract import layer_sizes, slot_key
 
 name = "numpy"
 
@@ -165,9 +166,8 @@ def forward_backward(W, b, X, y, dW, db, smoothing=0.0, dropout=None, position=0
     n, L = len(X), len(W)
     F = None
     if dropout is not None and dropout[0] > 0:
-        sizes = [W[0].shape[0]] + [w.shape[1] for w in W]
-        F = [f.astype(X.dtype) for f in
-             dropout_factors(dropout, np.arange(position, position + n, dtype=np.int64), sizes)]
+        positions = np.arange(position, position + n, dtype=np.int64)
+        F = [f.astype(X.dtype) for f in dropout_factors(dropout, positions, layer_sizes(W))]
     A = [X]
     for l in range(L):
         out = np.empty((n, W[l].shape[1]), X.dtype)
@@ -201,11 +201,11 @@ def optimizer_step(W, b, dW, db, state, lr, opt):
             if opt.name == "sgd":
                 sgd_update(param, grad, lr, wd)
             elif opt.name == "momentum":
-                momentum_update(param, grad, state.slots[f"velocity_{kind}"][l],
+                momentum_update(param, grad, state.slots[slot_key("velocity", kind)][l],
                                 lr, opt.momentum, opt.nesterov, wd)
             else:
-                adam_update(param, grad, state.slots[f"m_{kind}"][l],
-                            state.slots[f"v_{kind}"][l], lr, opt.beta1, opt.beta2,
+                adam_update(param, grad, state.slots[slot_key("m", kind)][l],
+                            state.slots[slot_key("v", kind)][l], lr, opt.beta1, opt.beta2,
                             opt.eps, wd, state.step, decoupled=opt.name == "adamw")
 
 

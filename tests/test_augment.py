@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from fastmlp import augment
-from fastmlp.augment import AugmentConfig, parse, sample_params
+from fastmlp import augmentation
+from fastmlp.augmentation import AugmentConfig, parse, sample_params
 from fastmlp.data import load_dataset
 from fastmlp.errors import FastmlpError
 from fastmlp.kernels import augment_numpy as ref
@@ -54,7 +54,7 @@ def test_identity_parameters_return_the_input_exactly(fast, digits, dtype):
 
 def test_no_augmentation_samples_the_identity(fast, digits):
     # --augment none: the drawn parameters are the identity, the images unchanged.
-    p = sample_params(augment.NONE, len(digits), np.random.default_rng(0))
+    p = sample_params(augmentation.NONE, len(digits), np.random.default_rng(0))
     for kernel in kernels(fast):
         np.testing.assert_array_equal(run(kernel, digits, p.A, p.D, p.thickness), digits)
 
@@ -147,7 +147,7 @@ def test_outputs_stay_in_unit_range_and_blank_images_stay_blank(fast, digits):
 # --------------------------------------------- the compiled twin vs the reference
 
 PARITY_CONFIGS = {
-    "default": augment.DEFAULT,
+    "default": augmentation.DEFAULT,
     "strong": AugmentConfig(rotate=90, scale=0.4, shear=30, shift=8, elastic=5, grid=7,
                             thickness=1),
     "coarse grid": AugmentConfig(rotate=5, elastic=3, grid=2, thickness=0.2),
@@ -189,7 +189,7 @@ def test_numba_parity_on_edge_cases(fast, digits):
 
 def test_numba_results_do_not_depend_on_threads_or_batching(fast, digits):
     numba = pytest.importorskip("numba")
-    p = sample_params(augment.DEFAULT, len(digits), np.random.default_rng(5))
+    p = sample_params(augmentation.DEFAULT, len(digits), np.random.default_rng(5))
     whole = run(fast, digits, p.A, p.D, p.thickness)
     part = run(fast, digits[37:101], p.A[37:101], p.D[37:101], p.thickness[37:101])
     np.testing.assert_array_equal(part, whole[37:101])
@@ -218,9 +218,9 @@ def test_numba_rejects_bad_arrays(fast, digits):
 # ------------------------------------------------------------------ parameters
 
 def test_same_seed_same_parameters_and_images(fast, digits):
-    a = sample_params(augment.DEFAULT, 300, augment.epoch_rng(3, 4))
-    b = sample_params(augment.DEFAULT, 300, augment.epoch_rng(3, 4))
-    c = sample_params(augment.DEFAULT, 300, augment.epoch_rng(3, 5))
+    a = sample_params(augmentation.DEFAULT, 300, augmentation.epoch_rng(3, 4))
+    b = sample_params(augmentation.DEFAULT, 300, augmentation.epoch_rng(3, 4))
+    c = sample_params(augmentation.DEFAULT, 300, augmentation.epoch_rng(3, 5))
     for field in ("A", "D", "thickness"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
         assert not np.array_equal(getattr(a, field), getattr(c, field))
@@ -297,11 +297,11 @@ def test_rotation_turns_the_ink_by_the_drawn_angle(digits):
 # ------------------------------------------------------------------- the spec
 
 @pytest.mark.parametrize("spec, expected", [
-    ("default", augment.DEFAULT),
+    ("default", augmentation.DEFAULT),
     ("none", AugmentConfig()),
     ("rotate=12", AugmentConfig(rotate=12)),
     ("default,elastic=0", AugmentConfig(rotate=12, scale=0.1, shear=8, shift=2, thickness=0.5)),
-    ("rotate=12,scale=0.1,shear=8,shift=2,elastic=2,thickness=0.5", augment.DEFAULT),
+    ("rotate=12,scale=0.1,shear=8,shift=2,elastic=2,thickness=0.5", augmentation.DEFAULT),
     (" elastic = 3 , grid = 6 ", AugmentConfig(elastic=3, grid=6)),
     ("rotate=12.3456789,shift=1e-3", AugmentConfig(rotate=12.3456789, shift=0.001)),
 ])
@@ -312,9 +312,9 @@ def test_parse_good_specs(spec, expected):
 
 
 def test_canonical_spec():
-    assert augment.NONE.spec() == "none" and not augment.NONE.enabled
-    assert augment.DEFAULT.enabled
-    assert augment.DEFAULT.spec() == ("rotate=12,scale=0.1,shear=8,shift=2,elastic=2,grid=4,"
+    assert augmentation.NONE.spec() == "none" and not augmentation.NONE.enabled
+    assert augmentation.DEFAULT.enabled
+    assert augmentation.DEFAULT.spec() == ("rotate=12,scale=0.1,shear=8,shift=2,elastic=2,grid=4,"
                                       "thickness=0.5")
     assert AugmentConfig(grid=7).spec() == "none"     # grid alone changes nothing
 
@@ -349,7 +349,7 @@ def test_config_checks_its_fields():
 
 # ------------------------------------- training integration (fastmlp.train)
 # Active once TrainConfig has an ``augment`` field and the backends expose
-# ``augment`` (see the integration notes in fastmlp/augment.py's callers).
+# ``augment`` (see the integration notes in fastmlp/augmentation.py's callers).
 
 def _integrated():
     import dataclasses
@@ -384,11 +384,11 @@ def test_training_sees_each_epochs_augmented_images():
             return numpy_backend.train_batches(W, b, state, X, *args)
 
     config = TrainConfig(epochs=2, limit=256, batch_size=256, augment="default", seed=3)
-    assert config.augment == augment.DEFAULT.spec()          # stored canonical
+    assert config.augment == augmentation.DEFAULT.spec()          # stored canonical
     run(config, data, Recording(), TrainState.fresh(config))
     X = data.X_train[:256]
     for epoch, images in enumerate(seen):
-        p = sample_params(augment.DEFAULT, 256, augment.epoch_rng(3, epoch))
+        p = sample_params(augmentation.DEFAULT, 256, augmentation.epoch_rng(3, epoch))
         np.testing.assert_array_equal(images, run_reference(X, p))
     assert not np.array_equal(seen[0], seen[1])
 

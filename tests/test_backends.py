@@ -1,20 +1,9 @@
 """The compiled backends cross-checked against the NumPy reference, op by op
 and end to end, in float32 and float64.
 
-Tolerances, as the relative error max|a - r| / max|r| over a tensor (measured
-against the tensor's largest entry: entries that are almost zero, like dead
-ReLUs or always-blank pixels, make an entry-wise ratio meaningless):
-- float64: 1e-12. Both backends compute the same sums; only the summation
-  order differs (a sparse, sequential chain of fused multiply-adds against
-  BLAS blocking), which moves a sum of ~800 terms by a few ulps of its
-  largest terms, ~1e-15 relative.
-- float32: 1e-5. The same argument with eps = 1.2e-7: a few hundred terms
-  in different orders drift by ~sqrt(n) to n ulps, ~1e-6, so 1e-5 leaves
-  an order of magnitude of margin without hiding a wrong formula (which is
-  off by O(1)).
-- The optimizer updates are elementwise with no sums: the compiled kernels do
-  the reference's operations in the reference's order and rounding, so they
-  must agree bit for bit.
+Tolerances: fastmlp/tolerances.py, one table shared with ``fastmlp
+gradcheck`` and the benchmarks, each number beside its reason (the relative
+error max|a - r| / max|r| over a tensor; the optimizer updates bit for bit).
 """
 
 import os
@@ -26,16 +15,18 @@ import threading
 import numpy as np
 import pytest
 
+from fastmlp import gradcheck
 from fastmlp.kernels import contract, get_backend
 from fastmlp.model import MLP
 from fastmlp.optim import OptimizerConfig, init_state
+from fastmlp.tolerances import ANALYTIC_VS_FD, BACKEND_VS_REFERENCE, relative_error
 
 pytest.importorskip("numba")
 
 REFERENCE = get_backend("numpy")
 CANDIDATES = ["numba"]
 DTYPES = ["float32", "float64"]
-TOL = {"float32": 1e-5, "float64": 1e-12}
+TOL = BACKEND_VS_REFERENCE
 
 OPTIMIZERS = {
     "sgd": OptimizerConfig("sgd", weight_decay=1e-3),
@@ -58,13 +49,8 @@ def dtype(request):
 
 def rel_error(actual, expected):
     """max |actual - expected| / max |expected| (absolute if expected is all 0)."""
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    assert actual.shape == expected.shape
-    if expected.size == 0:
-        return 0.0
-    scale = np.max(np.abs(expected))
-    err = np.max(np.abs(actual - expected))
-    return err / scale if scale > 0 else err
+    assert np.shape(actual) == np.shape(expected)
+    return relative_error(actual, expected)
 
 
 def assert_close(actual, expected, dtype, tol=None):
@@ -312,40 +298,23 @@ def test_forward_backward(fast, dtype, net, n, smoothing):
 
 def _fd_check(fast, model, X, y, entries_per_tensor, rng, smoothing=0.0, h=1e-6):
     """Max relative error of fast.forward_backward's gradient against central
-    differences of its own loss, over a random subset of every tensor.
-    Biases are made nonzero first: with b = 0 a zero input row puts every
-    unit exactly on the ReLU kink, where central differences average the
-    two one-sided slopes and no gradient formula can match them."""
+    differences of its own loss (fastmlp.gradcheck's), over a random subset of
+    every tensor. Biases are made nonzero first: with b = 0 a zero input row
+    puts every unit exactly on the ReLU kink, where central differences
+    average the two one-sided slopes and no gradient formula can match them."""
     for b in model.b:
         b[:] = rng.uniform(0.05, 0.2, b.shape) * rng.choice([-1, 1], b.shape)
-    dW = [np.empty_like(w) for w in model.W]
-    db = [np.empty_like(b) for b in model.b]
-    fast.forward_backward(model.W, model.b, X, y, dW, db, smoothing)
-    worst = 0.0
-    for param, grad in zip(model.W + model.b, dW + db):
-        flat, g = param.reshape(-1), grad.reshape(-1)
-        picks = (np.arange(flat.size) if flat.size <= entries_per_tensor
-                 else rng.choice(flat.size, entries_per_tensor, replace=False))
-        numeric = np.empty(len(picks))
-        for k, i in enumerate(picks):
-            saved = flat[i]
-            flat[i] = saved + h
-            up = fast.forward_backward(model.W, model.b, X, y, dW, db, smoothing)[0]
-            flat[i] = saved - h
-            down = fast.forward_backward(model.W, model.b, X, y, dW, db, smoothing)[0]
-            flat[i] = saved
-            numeric[k] = (up - down) / (2 * h)
-        # gradients were overwritten by the probes: recompute the analytic ones
-        fast.forward_backward(model.W, model.b, X, y, dW, db, smoothing)
-        worst = max(worst, rel_error(g[picks], numeric))
-    return worst
+    picks = [np.arange(p.size) if p.size <= entries_per_tensor
+             else rng.choice(p.size, entries_per_tensor, replace=False)
+             for p in model.W + model.b]
+    L = len(model.W)
+    entries = [picks[k] for l in range(L) for k in (l, L + l)]  # gradcheck's order: W0, b0, W1, ...
+    numeric = gradcheck.numerical_gradients(fast, model, X, y, entries, smoothing, step=h)
+    _, analytic = gradcheck.analytic_gradients(fast, model, X, y, smoothing)
+    return max(rel_error(g.reshape(-1)[where], d) for g, where, d in zip(analytic, entries, numeric))
 
 
-# float64 central differences with h = 1e-6: truncation error O(h^2) ~ 1e-12
-# and rounding error ~ eps * |loss| / h ~ 1e-10, against gradients of order
-# 1e-2..1: relative error ~1e-8 at worst, so 1e-6 passes any correct gradient
-# and fails any wrong formula (off by O(1)).
-FD_TOLERANCE = 1e-6
+FD_TOLERANCE = ANALYTIC_VS_FD["float64"]
 
 
 @pytest.mark.parametrize("hidden", [(16, 12), (9,)])

@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 
 from fastmlp.errors import FastmlpError
 from fastmlp.preprocess import (
-    CENTER,
+    CENTRE_OF_MASS,
     load_and_normalize,
     load_image,
     normalize_digit,
@@ -111,11 +111,11 @@ def test_mnist_centre_of_mass_convention(mnist_test_images):
     idx = np.arange(28)
     com_r = (imgs.sum(axis=2) @ idx) / total
     com_c = (imgs.sum(axis=1) @ idx) / total
-    assert CENTER == 14.0
-    assert abs(com_r.mean() - CENTER) < 0.05  # measured 13.993
-    assert abs(com_c.mean() - CENTER) < 0.05  # measured 14.008
-    assert np.abs(com_r - CENTER).max() <= 0.51
-    assert np.abs(com_c - CENTER).max() <= 0.51
+    assert CENTRE_OF_MASS == 14.0
+    assert abs(com_r.mean() - CENTRE_OF_MASS) < 0.05  # measured 13.993
+    assert abs(com_c.mean() - CENTRE_OF_MASS) < 0.05  # measured 14.008
+    assert np.abs(com_r - CENTRE_OF_MASS).max() <= 0.51
+    assert np.abs(com_c - CENTRE_OF_MASS).max() <= 0.51
 
 
 # --------------------------------------------------------------------------
@@ -133,9 +133,9 @@ def test_offset_digit_is_centred():
     vec = normalize_digit(draw_seven(box=(190, 180, 270, 272)))
     assert_valid(vec)
     r, c = centre_of_mass(vec)
-    assert abs(r - CENTER) <= 1.0 and abs(c - CENTER) <= 1.0, (r, c)
+    assert abs(r - CENTRE_OF_MASS) <= 1.0 and abs(c - CENTRE_OF_MASS) <= 1.0, (r, c)
     # Integer shift by the rounded centre of mass: within half a pixel.
-    assert abs(r - CENTER) <= 0.5 + 1e-6 and abs(c - CENTER) <= 0.5 + 1e-6
+    assert abs(r - CENTRE_OF_MASS) <= 0.5 + 1e-6 and abs(c - CENTRE_OF_MASS) <= 0.5 + 1e-6
 
 
 def test_offset_digit_top_left_matches_centred_digit():
@@ -159,7 +159,7 @@ def test_longer_side_is_20px(size, box):
     h, w = ink_bbox(vec, threshold=0.05)
     assert abs(max(h, w) - 20) <= 1, (h, w)
     r, c = centre_of_mass(vec)
-    assert abs(r - CENTER) <= 1.0 and abs(c - CENTER) <= 1.0
+    assert abs(r - CENTRE_OF_MASS) <= 1.0 and abs(c - CENTRE_OF_MASS) <= 1.0
 
 
 def test_tall_thin_one_keeps_aspect_ratio():
@@ -171,7 +171,7 @@ def test_tall_thin_one_keeps_aspect_ratio():
     assert h == 20
     assert w <= 3, w  # 16/221 * 20 ~ 1.5 px, not stretched to a square
     r, c = centre_of_mass(vec)
-    assert abs(r - CENTER) <= 0.5 + 1e-6 and abs(c - CENTER) <= 0.5 + 1e-6
+    assert abs(r - CENTRE_OF_MASS) <= 0.5 + 1e-6 and abs(c - CENTRE_OF_MASS) <= 0.5 + 1e-6
 
 
 def test_whole_digit_stays_inside_field():
@@ -341,7 +341,7 @@ def test_load_and_normalize_file_formats(tmp_path, reference_seven, fmt):
     )
     assert best < 0.01, best
     r, c = centre_of_mass(vec)
-    assert abs(r - CENTER) <= 0.5 + 1e-6 and abs(c - CENTER) <= 0.5 + 1e-6
+    assert abs(r - CENTRE_OF_MASS) <= 0.5 + 1e-6 and abs(c - CENTRE_OF_MASS) <= 0.5 + 1e-6
 
 
 @pytest.mark.parametrize(

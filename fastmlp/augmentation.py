@@ -1,5 +1,4 @@
-"""Data augmentation: what to randomize (``AugmentConfig``, the ``--augment``
-flag) and the random numbers of one epoch (``sample_params``).
+"""Data augmentation: what to randomize (``AugmentConfig``, the ``--augment`` flag) and the random numbers of one epoch (``sample_params``).
 
 The kernels (a backend's ``augment``, see kernels/augment_numpy.py) draw no
 random numbers: every one is drawn here, from a ``np.random.Generator``, so
@@ -21,6 +20,7 @@ import math
 import numpy as np
 
 from fastmlp.errors import FastmlpError
+from fastmlp.model import IMAGE_SIDE
 
 # Key (a field of AugmentConfig) -> (lo, hi, whether hi itself is allowed,
 # how to say it). Order: the canonical spec order.
@@ -30,7 +30,7 @@ _LIMITS = {
     "shear": (0, 60, True, "degrees in [0, 60]"),
     "shift": (0, 14, True, "pixels in [0, 14]"),
     "elastic": (0, 14, True, "pixels in [0, 14]"),
-    "grid": (2, 28, True, "an integer in [2, 28]"),
+    "grid": (2, IMAGE_SIDE, True, f"an integer in [2, {IMAGE_SIDE}]"),
     "thickness": (0, 1, True, "a fraction in [0, 1]"),
 }
 
