@@ -34,6 +34,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .augment_numba import augment  # noqa: F401  (the augment op: kernels/augment_numba.py)
+from .contract import N_INPUTS, OPTIMIZER_SLOTS, layer_sizes, slot_key
 from .numba_rows import (adam_span, column_sums, momentum_span, relu_backward_flat, sgd_span,
                          softmax_cross_entropy_rows, update_span)
 from .numba_threads import THREADS
@@ -144,7 +145,7 @@ def forward(W, b, X):
         forward_few(Ws, bs, X, probs)
         return probs
     n = X.shape[0]
-    lay = layout(_sizes(Ws), _FORWARD_BLOCK, X.dtype)
+    lay = layout(layer_sizes(Ws), _FORWARD_BLOCK, X.dtype)
     P, blocks = _pack(Ws, bs, lay), -(-n // _FORWARD_BLOCK)
     no_labels = _int64(np.zeros(1))   # INFER reads none
     rows = Batches(X, no_labels, _int64(np.arange(n)), _FORWARD_BLOCK, 0, blocks, 0,
@@ -168,7 +169,7 @@ def forward_backward(W, b, X, y, dW, db, smoothing=0.0, dropout=None, position=0
     y = _int64(y)
     _check_labels(y, Ws[-1].shape[1])
     n = X.shape[0]
-    lay = layout(_sizes(Ws), max(n, 1), X.dtype)
+    lay = layout(layer_sizes(Ws), max(n, 1), X.dtype)
     P, buf = _pack(Ws, bs, lay), buffers(lay, X.dtype)
     _transposes(Ws, lay, buf.T)
     # One batch of all the rows, on one thread, without the update.
@@ -211,10 +212,11 @@ def train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
     lrs = _readonly(lrs, np.float64)
     _check_chunk(X, y, order, batch_size, first, stop, lrs, Ws)
     S1W, S1b, S2W, S2b = _slots(state, opt, W, b)
-    lay = layout(_sizes(Ws), min(batch_size, len(order)), X.dtype)
+    lay = layout(layer_sizes(Ws), min(batch_size, len(order)), X.dtype)
     P = _pack(Ws, bs, lay)
-    S1 = _pack(S1W, S1b, lay) if opt.name != "sgd" else P
-    S2 = _pack(S2W, S2b, lay) if opt.name in ("adam", "adamw") else P
+    kept = len(OPTIMIZER_SLOTS[opt.name])   # slots the optimizer keeps: S1, then S2
+    S1 = _pack(S1W, S1b, lay) if kept >= 1 else P
+    S2 = _pack(S2W, S2b, lay) if kept >= 2 else P
     buf = buffers(lay, X.dtype)
     _transposes(Ws, lay, buf.T)
     loss_sum, correct = 0.0, 0
@@ -269,11 +271,11 @@ def prepare(dtype, augment=False):
 
 def _prepare_augment(dtype):
     """One image through the augment op (its kernels compile per dtype), with
-    the parameter types fastmlp.augment.sample_params draws (float32): the
+    the parameter types fastmlp.augmentation.sample_params draws (float32): the
     identity warp, no displacement, thickening by 0.5."""
     A = np.array([[[1, 0, 0], [0, 1, 0]]], np.float32)
     D = np.zeros((1, 3, 3, 2), np.float32)
-    X = np.zeros((1, 784), dtype)
+    X = np.zeros((1, N_INPUTS), dtype)
     augment(X, A, D, np.full(1, 0.5, np.float32), np.empty_like(X))
 
 
@@ -282,7 +284,9 @@ def _prepare_augment(dtype):
 # (one per dtype) and turns contract violations into errors instead of
 # silent writes to copies or out-of-bounds accesses.
 
-_OPTIMIZERS = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 3}
+# The optimizer kinds of numba_rows.update_span, by the contract's names.
+_KINDS = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 3}
+assert set(_KINDS) == set(OPTIMIZER_SLOTS), "a contract optimizer the kernels lack"
 
 
 def _readonly(a, dtype):
@@ -331,11 +335,6 @@ def _params(W, b):
         if bias.shape != (w.shape[1],) or (l + 1 < len(W) and W[l + 1].shape[0] != w.shape[1]):
             raise ValueError("numba backend: layer shapes do not chain")
     return W, b
-
-
-def _sizes(Ws):
-    """The layer widths (i_0, o_0, ..., o_{L-1})."""
-    return [Ws[0].shape[0]] + [w.shape[1] for w in Ws]
 
 
 def _strips(B):
@@ -412,9 +411,9 @@ def _optimizer(opt):
     """numba_train.Optimizer from a fastmlp.optim.OptimizerConfig (None: plain sgd)."""
     if opt is None:
         return Optimizer(0, 0.0, False, 0.9, 0.999, 1e-8, 0.0)
-    if opt.name not in _OPTIMIZERS:
+    if opt.name not in _KINDS:
         raise ValueError(f"unknown optimizer {opt.name!r}")
-    return Optimizer(_OPTIMIZERS[opt.name], float(opt.momentum), bool(opt.nesterov),
+    return Optimizer(_KINDS[opt.name], float(opt.momentum), bool(opt.nesterov),
                      float(opt.beta1), float(opt.beta2), float(opt.eps), float(opt.weight_decay))
 
 
@@ -436,15 +435,14 @@ def _check_chunk(X, y, order, batch_size, first, stop, lrs, Ws):
 def _slots(state, opt, W, b):
     """(S1W, S1b, S2W, S2b): the optimizer's slot lists as tuples (velocity as
     S1; m as S1 and v as S2); unused ones are W and b themselves, never written."""
-    if opt.name not in _OPTIMIZERS:
+    if opt.name not in OPTIMIZER_SLOTS:
         raise ValueError(f"unknown optimizer {opt.name!r}")
-    slots = state.slots
-    if opt.name == "momentum":
-        S1W, S1b, S2W, S2b = slots["velocity_W"], slots["velocity_b"], W, b
-    elif opt.name in ("adam", "adamw"):
-        S1W, S1b, S2W, S2b = slots["m_W"], slots["m_b"], slots["v_W"], slots["v_b"]
-    else:
-        S1W, S1b, S2W, S2b = W, b, W, b
+    kept = OPTIMIZER_SLOTS[opt.name]
+    S1W, S1b, S2W, S2b = W, b, W, b
+    if len(kept) >= 1:
+        S1W, S1b = state.slots[slot_key(kept[0], "W")], state.slots[slot_key(kept[0], "b")]
+    if len(kept) >= 2:
+        S2W, S2b = state.slots[slot_key(kept[1], "W")], state.slots[slot_key(kept[1], "b")]
     result = []
     for slot, like in ((S1W, W), (S1b, b), (S2W, W), (S2b, b)):
         for a, p in zip(slot, like):
