@@ -36,7 +36,7 @@ import fastmlp
 from fastmlp import checkpoint, drawings, finetune, insight
 from fastmlp.data import load_dataset
 from fastmlp.errors import FastmlpError
-from fastmlp.gui import theme
+from fastmlp.gui import heap, theme
 from fastmlp.gui.theme import px
 from fastmlp.gui.answer import AnswerPanel
 from fastmlp.gui.canvas import DrawingCanvas
@@ -95,6 +95,7 @@ class DigitApp:
                  mode: str = "light"):
         self.root = root
         self.mode = mode
+        heap.keep_freed_memory()  # no page faults in an answer (fastmlp.gui.heap)
         root.title("fastmlp: draw a digit")
         root.report_callback_exception = self.report_exception
         root.protocol("WM_DELETE_WINDOW", self.close)

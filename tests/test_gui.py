@@ -914,6 +914,48 @@ def test_training_runs_below_the_windows_priority_and_its_threads_too():
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # the window's stays
 
 
+FAULTS_PER_ANSWER = """
+import resource, sys, time, tkinter as tk
+from fastmlp.gui.app import DigitApp
+root = tk.Tk()
+app = DigitApp(root, model_path=sys.argv[1])
+app.tabs.select(1)
+app.why_var.set(True)
+root.update()
+widget = app.canvas.widget
+widget.event_generate("<ButtonPress-1>", x=70, y=60)
+root.update()
+for x, y in [(140, 58), (215, 58), (190, 120), (160, 190), (140, 245)]:
+    widget.event_generate("<B1-Motion>", x=x, y=y)
+    root.update()
+widget.event_generate("<ButtonRelease-1>", x=140, y=245)
+for _ in range(5):
+    app.refresh()
+    root.update()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    app.refresh()
+    root.update_idletasks()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20, app.answer is not None)
+app.close()
+"""
+
+
+@pytest.mark.gui
+@pytest.mark.skipif(not (sys.platform.startswith("linux") and hasattr(os, "confstr")
+                         and os.confstr("CS_GNU_LIBC_VERSION")), reason="glibc's malloc")
+def test_an_answer_reuses_freed_memory_instead_of_page_faulting(display, small_model):
+    # A fresh process: malloc's adaptive thresholds in this one depend on the tests before.
+    result = subprocess.run([sys.executable, "-c", FAULTS_PER_ANSWER, str(small_model)],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "DISPLAY": display})
+    assert result.returncode == 0, result.stderr
+    faults, answered = result.stdout.split()
+    assert answered == "True"
+    # glibc's default thresholds: ~450 fresh pages per answer (fastmlp.gui.heap).
+    assert float(faults) < 50, faults
+
+
 @pytest.mark.gui
 def test_the_training_plot_is_redrawn_only_when_something_was_added(app):
     plot = app.plot
