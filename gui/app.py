@@ -61,7 +61,7 @@ IMAGE_TYPES = [("Images", "*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp"),
 SIDE_WIDTH = 500  # px, the right-hand column (the weight tiles are 478 px wide)
 MODEL_TYPES = [("fastmlp checkpoints", "*.npz"), ("All files", "*")]
 PNG_TYPES = [("PNG images", "*.png"), ("All files", "*")]
-TILES_EVERY_S = 0.4  # while training, redraw the weight tiles this often (~9 ms each)
+TILES_EVERY_S = 0.4  # while training, redraw the weight tiles this often (~2.5 ms each)
 NO_CANDIDATE = "new model: none yet (training or fine-tuning offers one here)"
 
 

@@ -14,7 +14,7 @@ from tkinter import ttk
 import numpy as np
 
 from fastmlp.gui.changes import OptionCache
-from fastmlp.gui.pictures import (Grid, activation_picture, columns_for, ppm, sequential,
+from fastmlp.gui.pictures import (Grid, activation_picture, columns_for, ppm, sequential_hex,
                                   tiles_picture)
 from fastmlp.gui.theme import px
 from fastmlp.insight import Trace
@@ -122,7 +122,7 @@ class InsidePanel:
         self.trace = trace
         for (grid, _, photo, _), values in zip(self._layers, trace.hidden):
             photo.configure(data=ppm(activation_picture(values, grid)), format="ppm")
-        self._fill_outputs([f"#{r:02x}{g:02x}{b:02x}" for r, g, b in sequential(trace.probs, top=1.0)])
+        self._fill_outputs(sequential_hex(trace.probs, top=1.0))
         self._describe()
 
     def clear(self) -> None:

@@ -22,6 +22,7 @@ from matplotlib import colormaps
 LEVELS = 256
 _DIVERGING = np.round(colormaps["RdBu_r"](np.linspace(0, 1, LEVELS))[:, :3] * 255).astype(np.uint8)
 _SEQUENTIAL = np.round(colormaps["magma"](np.linspace(0, 1, LEVELS))[:, :3] * 255).astype(np.uint8)
+_SEQUENTIAL_HEX = [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in _SEQUENTIAL]
 SIDE = 28
 
 
@@ -52,6 +53,15 @@ def sequential(values, top=None) -> np.ndarray:
     if not top > 0:
         return np.take(_SEQUENTIAL, np.zeros(values.shape, np.intp), axis=0)
     return np.take(_SEQUENTIAL, _levels(values / top), axis=0)
+
+
+def sequential_hex(values, top=None) -> list[str]:
+    """sequential() as Tk colour names "#rrggbb", one per value (from a table:
+    no formatting on every answer)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    top = values.max() if top is None else top
+    levels = _levels(values / top) if top > 0 else np.zeros(values.shape, np.intp)
+    return [_SEQUENTIAL_HEX[k] for k in levels.tolist()]
 
 
 def _levels(t: np.ndarray) -> np.ndarray:
