@@ -856,6 +856,15 @@ def test_hovering_a_tile_highlights_it_and_shows_the_units_activation_click_pins
     assert app.inside.info.cget("text").startswith("layer 1, unit 3:")
 
 
+def test_output_cells_name_the_same_colours_as_the_pictures():
+    from fastmlp.gui import pictures
+
+    values = np.array([0.0, 0.1, 0.5, 0.999, 1.0, 3.0])
+    for top in (None, 1.0, 0.0):
+        expected = [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in pictures.sequential(values, top=top)]
+        assert pictures.sequential_hex(values, top=top) == expected
+
+
 def test_option_cache_makes_a_tk_call_only_for_what_changed():
     from fastmlp.gui.changes import OptionCache
 

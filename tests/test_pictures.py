@@ -82,10 +82,3 @@ def test_ppm_is_a_binary_p6_image():
 @pytest.mark.parametrize("count, columns", [(128, 16), (64, 12), (10, 5), (1, 2)])
 def test_grids_are_about_twice_as_wide_as_tall(count, columns):
     assert pictures.columns_for(count) == columns
-
-
-def test_sequential_hex_names_the_same_colours_as_sequential():
-    values = np.array([0.0, 0.1, 0.5, 0.999, 1.0, 3.0])
-    for top in (None, 1.0, 0.0):
-        expected = [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in pictures.sequential(values, top=top)]
-        assert pictures.sequential_hex(values, top=top) == expected
