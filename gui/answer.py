@@ -3,7 +3,6 @@ bar per digit and the 28x28 input the network actually saw, or, with "Why?"
 on, the saliency of a digit over it. Clicking a bar picks the digit whose
 saliency is shown ("what would make this a 4?")."""
 
-import base64
 import io
 import tkinter as tk
 from tkinter import ttk
@@ -12,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from fastmlp.confidence import verdict
+from fastmlp.gui.changes import OptionCache
 from fastmlp.gui.inference import Answer, percentages
 from fastmlp.gui.pictures import ppm, saliency_picture
 from fastmlp.gui.theme import px
@@ -24,14 +24,26 @@ NOT_SURE = "?"  # the big label when the network is not sure; the line below say
 INPUT_CAPTION = "what the network sees (28×28 input)"
 
 
-def preview_png(x, size: int = PREVIEW) -> bytes:
-    """x: (784,) in [0, 1] -> PNG bytes, size x size, white ink on black exactly
-    as the network receives it (MNIST polarity)."""
+def preview_image(x, size: int = PREVIEW) -> Image.Image:
+    """x: (784,) in [0, 1] -> an 'L' image, size x size, white ink on black
+    exactly as the network receives it (MNIST polarity)."""
     pixels = np.clip(np.asarray(x, dtype=np.float32).reshape(28, 28), 0.0, 1.0)
     image = Image.fromarray(np.round(pixels * 255).astype(np.uint8), "L")
+    return image.resize((size, size), Image.Resampling.NEAREST)
+
+
+def preview_png(x, size: int = PREVIEW) -> bytes:
+    """preview_image as PNG bytes."""
     buffer = io.BytesIO()
-    image.resize((size, size), Image.Resampling.NEAREST).save(buffer, "PNG")
+    preview_image(x, size).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def preview_pgm(x, size: int = PREVIEW) -> bytes:
+    """preview_image as binary PGM (P5) bytes, which a Tk PhotoImage reads
+    directly ("ppm" format): no compression or base64 on every answer."""
+    image = preview_image(x, size)
+    return b"P5 %d %d 255\n" % image.size + image.tobytes()
 
 
 class AnswerPanel:
@@ -44,7 +56,7 @@ class AnswerPanel:
         self.on_pick = on_pick
         self.threshold = None
         self._marked = None  # the underlined digit
-        self._items = {}  # (canvas item, option) -> value last set: unchanged ones cost no Tk call
+        self._set = OptionCache()  # texts, fonts, bars: an unchanged one costs no Tk call or redraw
         self.frame = ttk.Frame(parent)
         # Fixed row and column sizes: the layout must not jump between a
         # message and a big digit.
@@ -93,48 +105,47 @@ class AnswerPanel:
             self.on_pick(digit)
 
     def _item(self, item, **options) -> None:
-        """itemconfigure only what changed (each Tk call is ~0.1 ms, and the
-        bars are redrawn on every answer)."""
-        changed = {k: v for k, v in options.items() if self._items.get((item, k)) != v}
-        if changed:
-            self.bars.itemconfigure(item, **changed)
-            self._items.update({(item, k): v for k, v in changed.items()})
+        """itemconfigure a bar or its text: only what changed."""
+        self._set.itemconfigure(self.bars, item, **options)
+
+    def _text(self, widget, **options) -> None:
+        """configure a label: only what changed (each one changed is redrawn)."""
+        self._set.configure(widget, **options)
 
     def show(self, answer: Answer, caption: str = "", saliency=None) -> None:
         """saliency: None (the preview shows the input) or (grad: (784,), digit)."""
         said = verdict(answer.probs, self.threshold)
         if said.sure:
-            self.digit.configure(text=str(said.digit), font=BIG_FONT)
-            self.confidence.configure(text=f"{said.confidence * 100:.1f}% sure")
+            self._text(self.digit, text=str(said.digit), font=BIG_FONT)
+            self._text(self.confidence, text=f"{said.confidence * 100:.1f}% sure")
         else:
-            self.digit.configure(text=NOT_SURE, font=BIG_FONT)
-            self.confidence.configure(text=f"not sure: best guess {said.digit} "
-                                           f"({said.confidence * 100:.1f}%)")
-        self.caption.configure(text=caption)
+            self._text(self.digit, text=NOT_SURE, font=BIG_FONT)
+            self._text(self.confidence, text=f"not sure: best guess {said.digit} "
+                                              f"({said.confidence * 100:.1f}%)")
+        self._text(self.caption, text=caption)
         if saliency is None:
             self.show_input(answer.x)
         else:
             self.show_saliency(answer.x, *saliency)
         for d, percent in enumerate(percentages(answer.probs)):
             top, left = d * self.bar_pitch, px(20)
-            self.bars.coords(self._bar[d], left, top, left + self.bar_length * percent / 100,
-                             top + self.bar_height)
+            self._set.coords(self.bars, self._bar[d], left, top,
+                             left + self.bar_length * percent / 100, top + self.bar_height)
             self._item(self._bar[d], fill="#d9822b" if d == answer.digit else "#4a7fd4")
             self._item(self._percent[d], text=f"{percent:5.1f}%")
 
     def show_input(self, x) -> None:
         """The preview shows the network input x: (784,)."""
-        self.preview.configure(data=base64.b64encode(preview_png(x, self.preview_side)),
-                               format="png")
-        self.preview_caption.configure(text=INPUT_CAPTION)
+        self.preview.configure(data=preview_pgm(x, self.preview_side), format="ppm")
+        self._text(self.preview_caption, text=INPUT_CAPTION)
         self._mark(None)
 
     def show_saliency(self, x, grad, digit: int) -> None:
         """The preview shows grad: (784,), d logit[digit] / d x, over the input x."""
         self.preview.configure(data=ppm(saliency_picture(x, grad, self.preview_side)),
                                format="ppm")
-        self.preview_caption.configure(
-            text=f"why {digit}: red = ink there raises its score, blue = lowers it (click a bar)")
+        self._text(self.preview_caption,
+                   text=f"why {digit}: red = ink there raises its score, blue = lowers it (click a bar)")
         self._mark(digit)
 
     def _mark(self, digit) -> None:
@@ -142,20 +153,20 @@ class AnswerPanel:
         if digit == self._marked:
             return
         for d in {digit, self._marked} - {None}:
-            self.bars.itemconfigure(self._label[d], font=("DejaVu Sans", 11, "bold underline"
-                                                          if d == digit else "bold"))
+            self._item(self._label[d], font=("DejaVu Sans", 11, "bold underline"
+                                             if d == digit else "bold"))
         self._marked = digit
 
     def show_message(self, text: str, caption: str = "") -> None:
-        self.digit.configure(text=text, font=MESSAGE_FONT)
-        self.confidence.configure(text="")
-        self.caption.configure(text=caption)
+        self._text(self.digit, text=text, font=MESSAGE_FONT)
+        self._text(self.confidence, text="")
+        self._text(self.caption, text=caption)
         self.preview.put("black", to=(0, 0, self.preview_side, self.preview_side))
-        self.preview_caption.configure(text=INPUT_CAPTION)
+        self._text(self.preview_caption, text=INPUT_CAPTION)
         self._mark(None)
         for d in range(10):
             top = d * self.bar_pitch
-            self.bars.coords(self._bar[d], px(20), top, px(20), top + self.bar_height)
+            self._set.coords(self.bars, self._bar[d], px(20), top, px(20), top + self.bar_height)
             self._item(self._percent[d], text="")
 
     def bar_texts(self) -> list[str]:

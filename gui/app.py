@@ -36,7 +36,7 @@ import fastmlp
 from fastmlp import checkpoint, drawings, finetune, insight
 from fastmlp.data import load_dataset
 from fastmlp.errors import FastmlpError, one_line
-from fastmlp.gui import theme
+from fastmlp.gui import heap, theme
 from fastmlp.gui.theme import px
 from fastmlp.gui.answer import AnswerPanel
 from fastmlp.gui.canvas import DrawingCanvas
@@ -61,7 +61,7 @@ IMAGE_TYPES = [("Images", "*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp"),
 SIDE_WIDTH = 500  # px, the right-hand column (the weight tiles are 478 px wide)
 MODEL_TYPES = [("fastmlp checkpoints", "*.npz"), ("All files", "*")]
 PNG_TYPES = [("PNG images", "*.png"), ("All files", "*")]
-TILES_EVERY_S = 0.4  # while training, redraw the weight tiles this often (~9 ms each)
+TILES_EVERY_S = 0.4  # while training, redraw the weight tiles this often (~2.5 ms each)
 NO_CANDIDATE = "new model: none yet (training or fine-tuning offers one here)"
 
 
@@ -91,6 +91,7 @@ class DigitApp:
                  mode: str = "light"):
         self.root = root
         self.mode = mode
+        heap.keep_freed_memory()  # no page faults in an answer (fastmlp.gui.heap)
         root.title("fastmlp: draw a digit")
         root.report_callback_exception = self.report_exception
         root.protocol("WM_DELETE_WINDOW", self.close)

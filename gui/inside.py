@@ -13,7 +13,8 @@ from tkinter import ttk
 
 import numpy as np
 
-from fastmlp.gui.pictures import (Grid, activation_picture, columns_for, ppm, sequential,
+from fastmlp.gui.changes import OptionCache
+from fastmlp.gui.pictures import (Grid, activation_picture, columns_for, ppm, sequential_hex,
                                   tiles_picture)
 from fastmlp.gui.theme import px
 from fastmlp.insight import Trace
@@ -54,7 +55,6 @@ class InsidePanel:
                                  highlightthickness=0)
         self.outputs.pack(anchor="w")
         self._output_cells = []
-        self._output_fills = ["#282828"] * 10  # what each cell shows
         for d in range(10):
             x = d * (cell + 2)
             self._output_cells.append(self.outputs.create_rectangle(
@@ -76,6 +76,7 @@ class InsidePanel:
         self.tiles.bind("<ButtonPress-1>", lambda e: self.pin(self.tile_grid.index_at(e.x, e.y)))
         self.trace: Trace | None = None
         self.hovered = self.pinned = None
+        self._set = OptionCache()  # the info text and highlights: unchanged ones cost no Tk call
         self.tile_grid = tile_grid(1)
         self._layers = []  # [(grid, canvas, photo, highlight item)] per hidden layer
 
@@ -84,6 +85,7 @@ class InsidePanel:
     def set_model(self, model) -> None:
         for child in self.layers_row.winfo_children():
             child.destroy()
+        self._set.forget()  # new canvases and items
         hidden = model.hidden
         width = px(PANEL_WIDTH) // max(1, min(len(hidden), 3)) - px(8)
         self._layers = []
@@ -120,7 +122,7 @@ class InsidePanel:
         self.trace = trace
         for (grid, _, photo, _), values in zip(self._layers, trace.hidden):
             photo.configure(data=ppm(activation_picture(values, grid)), format="ppm")
-        self._fill_outputs([f"#{r:02x}{g:02x}{b:02x}" for r, g, b in sequential(trace.probs, top=1.0)])
+        self._fill_outputs(sequential_hex(trace.probs, top=1.0))
         self._describe()
 
     def clear(self) -> None:
@@ -133,10 +135,8 @@ class InsidePanel:
 
     def _fill_outputs(self, fills) -> None:
         """Recolour the output cells whose colour changed (a Tk call each)."""
-        for k, (item, fill) in enumerate(zip(self._output_cells, fills)):
-            if self._output_fills[k] != fill:
-                self.outputs.itemconfigure(item, fill=fill)
-                self._output_fills[k] = fill
+        for item, fill in zip(self._output_cells, fills):
+            self._set.itemconfigure(self.outputs, item, fill=fill)
 
     # ---------------------------------------------------------------- units
 
@@ -161,19 +161,19 @@ class InsidePanel:
             grid, canvas, _, item = self._layers[0]
             self._highlight(canvas, item, grid, unit)
         if unit is None:
-            self.info.configure(text="hover over a tile or a first-layer cell to see one unit")
+            self._set.configure(self.info, text="hover over a tile or a first-layer cell to see one unit")
             return
         activity = ("no input" if self.trace is None
                     else f"activation {self.trace.hidden[0][unit]:.3f} on this input")
         pinned = " (pinned: click again to unpin)" if unit == self.pinned else ""
-        self.info.configure(text=f"layer 1, unit {unit}: {activity}{pinned}")
+        self._set.configure(self.info, text=f"layer 1, unit {unit}: {activity}{pinned}")
 
-    @staticmethod
-    def _highlight(canvas, item, grid: Grid, unit) -> None:
+    def _highlight(self, canvas, item, grid: Grid, unit) -> None:
+        """The box around ``unit``'s cell (hidden: no unit). The box is the
+        canvas's last item (created after its picture), so it stays on top."""
         if unit is None or unit >= grid.count:
-            canvas.itemconfigure(item, state="hidden")
+            self._set.itemconfigure(canvas, item, state="hidden")
             return
         x, y = grid.origin(unit)
-        canvas.coords(item, x, y, x + grid.cell, y + grid.cell)
-        canvas.itemconfigure(item, state="normal")
-        canvas.tag_raise(item)
+        self._set.coords(canvas, item, x, y, x + grid.cell, y + grid.cell)
+        self._set.itemconfigure(canvas, item, state="normal")

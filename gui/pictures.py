@@ -15,6 +15,7 @@ largest activation, so the units that fire stand out on a dark grid.
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from matplotlib import colormaps
@@ -24,6 +25,7 @@ from fastmlp.model import IMAGE_SIDE
 LEVELS = 256
 _DIVERGING = np.round(colormaps["RdBu_r"](np.linspace(0, 1, LEVELS))[:, :3] * 255).astype(np.uint8)
 _SEQUENTIAL = np.round(colormaps["magma"](np.linspace(0, 1, LEVELS))[:, :3] * 255).astype(np.uint8)
+_SEQUENTIAL_HEX = [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in _SEQUENTIAL]
 
 
 def ppm(rgb: np.ndarray) -> bytes:
@@ -37,8 +39,12 @@ def diverging(values, scale=None) -> np.ndarray:
     saturated (default scale: max |values|; all zeros stay white)."""
     values = np.asarray(values, dtype=np.float64)
     scale = np.abs(values).max() if scale is None else scale
-    t = 0.5 + 0.5 * values / scale if scale > 0 else np.full(values.shape, 0.5)
-    return _DIVERGING[np.clip(np.round(t * (LEVELS - 1)), 0, LEVELS - 1).astype(np.intp)]
+    if not scale > 0:
+        return np.take(_DIVERGING, _levels(np.full(values.shape, 0.5)), axis=0)
+    t = np.multiply(values, 0.5)  # 0.5 + 0.5 * values / scale, in place
+    t /= scale
+    t += 0.5
+    return np.take(_DIVERGING, _levels(t), axis=0)
 
 
 def sequential(values, top=None) -> np.ndarray:
@@ -46,8 +52,26 @@ def sequential(values, top=None) -> np.ndarray:
     (default: max) bright."""
     values = np.asarray(values, dtype=np.float64)
     top = values.max() if top is None else top
-    t = values / top if top > 0 else np.zeros(values.shape)
-    return _SEQUENTIAL[np.clip(np.round(t * (LEVELS - 1)), 0, LEVELS - 1).astype(np.intp)]
+    if not top > 0:
+        return np.take(_SEQUENTIAL, np.zeros(values.shape, np.intp), axis=0)
+    return np.take(_SEQUENTIAL, _levels(values / top), axis=0)
+
+
+def sequential_hex(values, top=None) -> list[str]:
+    """sequential() as Tk colour names "#rrggbb", one per value (from a table:
+    no formatting on every answer)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    top = values.max() if top is None else top
+    levels = _levels(values / top) if top > 0 else np.zeros(values.shape, np.intp)
+    return [_SEQUENTIAL_HEX[k] for k in levels.tolist()]
+
+
+def _levels(t: np.ndarray) -> np.ndarray:
+    """t: float64 in [0, 1] (overwritten) -> the nearest of LEVELS colour indices."""
+    t *= LEVELS - 1
+    np.round(t, out=t)
+    np.clip(t, 0, LEVELS - 1, out=t)
+    return t.astype(np.intp)
 
 
 @dataclass(frozen=True)
@@ -87,20 +111,41 @@ class Grid:
         index = row * self.columns + column
         return index if index < self.count else None
 
+    @cached_property
+    def _cells(self) -> np.ndarray:
+        """(height, width) intp: the cell under each pixel, ``count`` on a gap
+        or a spare cell (computed once per layout)."""
+        width, height = self.size
+        pitch = self.cell + self.gap
+        x, y = np.arange(width), np.arange(height)
+        column, row = x // pitch, y // pitch
+        cells = row[:, None] * self.columns + column[None, :]
+        inside = ((y % pitch < self.cell)[:, None] & (x % pitch < self.cell)[None, :]
+                  & (cells < self.count))
+        return np.where(inside, cells, self.count).astype(np.intp)
+
+    @cached_property
+    def _pixels(self) -> np.ndarray:
+        """(height, width) intp: each pixel's place in (count, cell, cell)
+        pictures laid flat, count * cell * cell on a gap or a spare cell."""
+        width, height = self.size
+        pitch, c = self.cell + self.gap, self.cell
+        x, y = np.arange(width), np.arange(height)
+        within = (y % pitch)[:, None] * c + (x % pitch)[None, :]
+        cells = self._cells
+        return np.where(cells < self.count, cells * c * c + within, self.count * c * c).astype(np.intp)
+
     def paint(self, colours: np.ndarray, background=(40, 40, 40)) -> np.ndarray:
         """colours: (count, cell, cell, 3) or (count, 3) uint8 -> the grid's
         (height, width, 3) picture, gaps and spare cells in ``background``.
-        One array reshape, no loop over cells: this runs on every answer."""
-        c, pitch = self.cell, self.cell + self.gap
-        if colours.ndim == 2:  # one colour per cell
-            colours = np.broadcast_to(colours[:, None, None, :], (self.count, c, c, 3))
-        cells = np.empty((self.rows * self.columns, pitch, pitch, 3), np.uint8)
-        cells[:] = background
-        cells[:self.count, :c, :c] = colours
-        # (rows, columns, pitch, pitch, 3) -> (rows, pitch, columns, pitch, 3): row-major pixels.
-        out = cells.reshape(self.rows, self.columns, pitch, pitch, 3).transpose(0, 2, 1, 3, 4)
-        width, height = self.size
-        return np.ascontiguousarray(out.reshape(self.rows * pitch, self.columns * pitch, 3)[:height, :width])
+        One lookup per pixel through the layout's cached index map, no loop
+        over cells: this runs on every answer."""
+        flat = np.asarray(colours, dtype=np.uint8).reshape(-1, 3)
+        palette = np.empty((len(flat) + 1, 3), np.uint8)
+        palette[:-1] = flat
+        palette[-1] = background
+        # np.take along an axis: several times faster than palette[index].
+        return np.take(palette, self._cells if colours.ndim == 2 else self._pixels, axis=0)
 
 
 def columns_for(count: int) -> int:
@@ -122,9 +167,11 @@ def tiles_picture(W0, grid: Grid) -> np.ndarray:
     tiles = np.asarray(W0, dtype=np.float64).T.reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
     scale = np.abs(tiles).max(axis=(1, 2), keepdims=True)
     tiles = diverging(np.divide(tiles, scale, out=np.zeros_like(tiles), where=scale > 0), 1.0)
+    if grid.cell == IMAGE_SIDE:  # one pixel per weight (the seed network's 128 units)
+        return grid.paint(tiles)
     repeat = grid.cell / IMAGE_SIDE
     index = np.minimum((np.arange(grid.cell) / repeat).astype(np.intp), IMAGE_SIDE - 1)
-    return grid.paint(tiles[:, index][:, :, index])
+    return grid.paint(np.take(np.take(tiles, index, axis=1), index, axis=2))
 
 
 def saliency_picture(x, grad, size: int) -> np.ndarray:
@@ -134,6 +181,6 @@ def saliency_picture(x, grad, size: int) -> np.ndarray:
     at half strength so one sees where the strokes are."""
     colour = diverging(np.asarray(grad).reshape(IMAGE_SIDE, IMAGE_SIDE)).astype(np.float64)
     ink = np.clip(np.asarray(x, dtype=np.float64).reshape(IMAGE_SIDE, IMAGE_SIDE, 1), 0, 1) * 0.5
-    mixed = colour * (1 - ink) + 40.0 * ink
+    mixed = np.round(colour * (1 - ink) + 40.0 * ink).astype(np.uint8)  # 28x28, then upscaled
     index = np.minimum((np.arange(size) * IMAGE_SIDE) // size, IMAGE_SIDE - 1)
-    return np.round(mixed[index][:, index]).astype(np.uint8)
+    return np.take(np.take(mixed, index, axis=0), index, axis=1)

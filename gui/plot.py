@@ -31,6 +31,7 @@ class CurvePlot:
         self.epochs = epochs
         self._loss_bins: dict[int, list[float]] = {}  # bin -> [sum, count]
         self.accuracies: list[tuple[float, float]] = []  # (epochs done, test accuracy)
+        self._dirty = True
         self.redraw()
 
     def add_loss(self, position: float, loss: float) -> None:
@@ -38,10 +39,12 @@ class CurvePlot:
         bin_sums = self._loss_bins.setdefault(int(position * BINS_PER_EPOCH), [0.0, 0])
         bin_sums[0] += loss
         bin_sums[1] += 1
+        self._dirty = True
 
     def add_accuracy(self, epochs_done: int, accuracy: float) -> None:
         """Test accuracy after ``epochs_done`` epochs. Call redraw() after."""
         self.accuracies.append((float(epochs_done), accuracy))
+        self._dirty = True
 
     @property
     def losses(self) -> list[tuple[float, float]]:
@@ -53,6 +56,12 @@ class CurvePlot:
         return self.left + (self.right - self.left) * position / self.epochs
 
     def redraw(self) -> None:
+        """Draw the plot anew if anything was added since the last time: the
+        app calls this on every poll of a training run (20 times a second),
+        and a poll that brought no loss must not cost the drawing a redraw."""
+        if not self._dirty:
+            return
+        self._dirty = False
         c = self.widget
         c.delete("all")
         c.create_rectangle(self.left, self.top, self.right, self.bottom, outline="#999")

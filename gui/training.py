@@ -6,12 +6,20 @@ drains it with ``poll()`` from an ``after()`` loop. Cancelling sets a
 threading.Event that fastmlp.train.run reads through ``should_stop``
 between batches, so a cancel takes effect within one batch.
 
-The thread first gets the backend's kernels ready (fastmlp.readiness.prepare:
+The training thread lowers its own scheduling priority first (``background``;
+the kernels' worker threads it starts inherit it): it still gets every
+core the window leaves idle, but the Tk thread no longer waits for a core
+behind it, which kept drawing smooth on a 2-core machine
+(bench/gui_latency.py, while training).
+
+The thread then gets the backend's kernels ready (fastmlp.readiness.prepare:
 a cold Numba cache compiles for 5-35 s), so that the wait is neither on the
 Tk thread nor inside the first epoch's timed seconds.
 """
 
+import os
 import queue
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -20,6 +28,24 @@ from fastmlp.errors import FastmlpError
 from fastmlp.readiness import prepare
 from fastmlp.checkpoint import Checkpoint
 from fastmlp.train import TrainConfig, TrainState, run, to_checkpoint, training_rows
+
+
+BACKGROUND_NICENESS = 10  # how much lower than the window's, in nice steps
+
+
+def background(niceness: int = BACKGROUND_NICENESS) -> bool:
+    """Lower the calling thread's CPU priority by ``niceness`` (Linux only:
+    there a thread is its own scheduling entity, and the threads it starts
+    inherit its priority; elsewhere a thread id is no process id, so nothing
+    is done). True if lowered; never raises (a container may forbid it)."""
+    if not sys.platform.startswith("linux") or not hasattr(os, "setpriority"):
+        return False
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
+    except OSError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -115,6 +141,7 @@ class TrainingController:
     # ------------------------------------------------------ training thread
 
     def _train(self, config, backend, data, state, events: queue.Queue) -> None:
+        background()  # the window's thread first, whenever it wants a core
         try:
             prepare(backend, config.dtype, config.augment != "none")
             events.put(Stage("loading data…"))

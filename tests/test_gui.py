@@ -856,6 +856,133 @@ def test_hovering_a_tile_highlights_it_and_shows_the_units_activation_click_pins
     assert app.inside.info.cget("text").startswith("layer 1, unit 3:")
 
 
+def test_output_cells_name_the_same_colours_as_the_pictures():
+    from fastmlp.gui import pictures
+
+    values = np.array([0.0, 0.1, 0.5, 0.999, 1.0, 3.0])
+    for top in (None, 1.0, 0.0):
+        expected = [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in pictures.sequential(values, top=top)]
+        assert pictures.sequential_hex(values, top=top) == expected
+
+
+def test_option_cache_makes_a_tk_call_only_for_what_changed():
+    from fastmlp.gui.changes import OptionCache
+
+    class Fake:
+        def __init__(self):
+            self.calls = []
+
+        def configure(self, **options):
+            self.calls.append(("configure", options))
+
+        def itemconfigure(self, item, **options):
+            self.calls.append(("item", item, options))
+
+        def coords(self, item, *coords):
+            self.calls.append(("coords", item, coords))
+
+    label, canvas, cache = Fake(), Fake(), OptionCache()
+    assert cache.configure(label, text="7", font="big")
+    assert not cache.configure(label, text="7", font="big")
+    assert cache.configure(label, text="3", font="big")
+    assert label.calls == [("configure", {"text": "7", "font": "big"}), ("configure", {"text": "3"})]
+    assert cache.itemconfigure(canvas, 1, fill="red") and not cache.itemconfigure(canvas, 1, fill="red")
+    assert cache.itemconfigure(canvas, 2, fill="red")  # another item: its own record
+    assert cache.coords(canvas, 1, 0, 0, 5, 5) and not cache.coords(canvas, 1, 0, 0, 5, 5)
+    assert cache.coords(canvas, 1, 0, 0, 6, 5)
+    assert len(canvas.calls) == 4
+    cache.forget(canvas)  # set elsewhere: the next setting goes through again
+    assert cache.itemconfigure(canvas, 1, fill="red") and not cache.configure(label, text="3")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is Linux's")
+def test_training_runs_below_the_windows_priority_and_its_threads_too():
+    from fastmlp.gui.training import BACKGROUND_NICENESS, Failed, TrainingController
+
+    seen = {}
+
+    class Backend:
+        name = "probe"
+
+        def prepare(self, dtype):
+            seen["training"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            child = threading.Thread(target=lambda: seen.update(
+                child=os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+            child.start()
+            child.join()
+            raise FastmlpError("probe: stop here")
+
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    controller = TrainingController()
+    controller.start(TrainConfig(epochs=1, limit=1000), Backend())
+    controller.join(timeout=10)
+    events = controller.poll()
+    assert isinstance(events[-1], Failed) and "probe: stop here" in events[-1].message
+    expected = min(19, mine + BACKGROUND_NICENESS)
+    assert seen == {"training": expected, "child": expected}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # the window's stays
+
+
+FAULTS_PER_ANSWER = """
+import resource, sys, time, tkinter as tk
+from fastmlp.gui.app import DigitApp
+root = tk.Tk()
+app = DigitApp(root, model_path=sys.argv[1])
+app.tabs.select(1)
+app.why_var.set(True)
+root.update()
+widget = app.canvas.widget
+widget.event_generate("<ButtonPress-1>", x=70, y=60)
+root.update()
+for x, y in [(140, 58), (215, 58), (190, 120), (160, 190), (140, 245)]:
+    widget.event_generate("<B1-Motion>", x=x, y=y)
+    root.update()
+widget.event_generate("<ButtonRelease-1>", x=140, y=245)
+for _ in range(5):
+    app.refresh()
+    root.update()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    app.refresh()
+    root.update_idletasks()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20, app.answer is not None)
+app.close()
+"""
+
+
+@pytest.mark.gui
+@pytest.mark.skipif(not (sys.platform.startswith("linux") and hasattr(os, "confstr")
+                         and os.confstr("CS_GNU_LIBC_VERSION")), reason="glibc's malloc")
+def test_an_answer_reuses_freed_memory_instead_of_page_faulting(display, small_model):
+    # A fresh process: malloc's adaptive thresholds in this one depend on the tests before.
+    result = subprocess.run([sys.executable, "-c", FAULTS_PER_ANSWER, str(small_model)],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "DISPLAY": display})
+    assert result.returncode == 0, result.stderr
+    faults, answered = result.stdout.split()
+    assert answered == "True"
+    # glibc's default thresholds: ~450 fresh pages per answer (fastmlp.gui.heap).
+    assert float(faults) < 50, faults
+
+
+@pytest.mark.gui
+def test_the_training_plot_is_redrawn_only_when_something_was_added(app):
+    plot = app.plot
+    plot.reset(2)
+    plot.add_loss(0.1, 0.5)
+    plot.redraw()
+    marker = plot.widget.create_line(0, 0, 1, 1)
+    plot.redraw()  # nothing new: nothing redrawn
+    assert marker in plot.widget.find_all()
+    plot.add_loss(0.2, 0.4)
+    plot.redraw()
+    assert marker not in plot.widget.find_all() and len(plot.losses) == 2
+    marker = plot.widget.create_line(0, 0, 1, 1)
+    plot.add_accuracy(1, 0.9)
+    plot.redraw()
+    assert marker not in plot.widget.find_all()
+
+
 @pytest.mark.gui
 def test_tiles_show_the_first_layer_weights_and_refresh_while_training(app, monkeypatch):
     from fastmlp.gui.pictures import tiles_picture
