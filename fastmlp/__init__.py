@@ -1,5 +1,6 @@
-"""fastmlp: a multilayer perceptron written from first principles, with NumPy
-reference kernels and a Numba-compiled twin behind one interface.
+"""fastmlp: a multilayer perceptron written from first principles.
+
+NumPy reference kernels and a Numba-compiled twin sit behind one interface.
 
 Quick start (any X: (n, d) floats, any labels; MNIST ships with the package)::
 

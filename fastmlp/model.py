@@ -1,4 +1,5 @@
 """The multilayer perceptron: its layer sizes and parameters, nothing else.
+
 The maths lives in the kernels (fastmlp.kernels); this holds the arrays."""
 
 from dataclasses import dataclass

@@ -1,5 +1,7 @@
-"""The network as a standard ONNX graph, runnable by onnxruntime (C++, C#,
-Java, JavaScript in the browser, mobile) without fastmlp:
+"""The network as a standard ONNX graph.
+
+Runnable by onnxruntime (C++, C#, Java, JavaScript in the browser, mobile)
+without fastmlp:
 
     input: (n, d) float  ->  [Gemm -> Relu] per hidden layer  ->  Gemm -> Softmax
     -> probabilities: (n, K)

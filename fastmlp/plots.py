@@ -1,4 +1,5 @@
 """PNG figures: training curves, confusion matrix, most confident mistakes.
+
 Each is written atomically (temp file, then rename) like the checkpoints."""
 
 import numpy as np

@@ -1,5 +1,6 @@
-"""The answer panel: the predicted digit (or "not sure"), its confidence, one
-bar per digit and the 28x28 input the network actually saw, or, with "Why?"
+"""The answer panel: the predicted digit and why.
+
+The digit (or "not sure"), its confidence, one bar per digit and the 28x28 input the network actually saw, or, with "Why?"
 on, the saliency of a digit over it. Clicking a bar picks the digit whose
 saliency is shown ("what would make this a 4?")."""
 
@@ -15,6 +16,7 @@ from fastmlp.gui.changes import OptionCache
 from fastmlp.gui.inference import Answer, percentages
 from fastmlp.gui.pictures import ppm, saliency_picture
 from fastmlp.gui.theme import px
+from fastmlp.model import IMAGE_SIDE
 
 PREVIEW = 140  # px; 5x the 28x28 input, NEAREST so each input pixel stays a crisp square
 BAR_LENGTH, BAR_HEIGHT, BAR_GAP = 170, 14, 5
@@ -27,7 +29,7 @@ INPUT_CAPTION = "what the network sees (28×28 input)"
 def preview_image(x, size: int = PREVIEW) -> Image.Image:
     """x: (784,) in [0, 1] -> an 'L' image, size x size, white ink on black
     exactly as the network receives it (MNIST polarity)."""
-    pixels = np.clip(np.asarray(x, dtype=np.float32).reshape(28, 28), 0.0, 1.0)
+    pixels = np.clip(np.asarray(x, dtype=np.float32).reshape(IMAGE_SIDE, IMAGE_SIDE), 0.0, 1.0)
     image = Image.fromarray(np.round(pixels * 255).astype(np.uint8), "L")
     return image.resize((size, size), Image.Resampling.NEAREST)
 

@@ -1,5 +1,6 @@
-"""The "Inside the network" tab: every hidden layer's activations as a grid
-of cells lit by their value, the 10 outputs, and the first layer's weights
+"""The "Inside the network" tab: activations, outputs and first-layer weights.
+
+Every hidden layer's activations as a grid of cells lit by their value, the 10 outputs, and the first layer's weights
 as one 28x28 tile per unit (what each unit looks for).
 
 Hovering a tile or a first-layer cell highlights both and shows that unit's

@@ -1,5 +1,6 @@
-"""A live training curve on a plain Tk canvas (no matplotlib: redrawing a few
-lines every poll is cheap and keeps start-up fast).
+"""A live training curve on a plain Tk canvas.
+
+No matplotlib: redrawing a few lines every poll is cheap and keeps start-up fast.
 
 x axis: epochs completed (fractional within an epoch), 0..epochs.
 Left scale: training loss, 0..the largest loss seen (blue line), averaged over

@@ -1,5 +1,6 @@
-"""The Numba backend: the compiled twin of kernels/numpy_backend.py. Same ops,
-same names, arguments, in-place semantics and return values (the contract is
+"""The Numba backend: the compiled twin of kernels/numpy_backend.py.
+
+Same ops, same names, arguments, in-place semantics and return values (the contract is
 kernels/contract.py); read the reference for the equations and these
 modules for how they are made fast:
 
@@ -41,7 +42,7 @@ from .numba_threads import THREADS
 from .numba_tiles import pack_strips, product_cols, product_rows, unpack_strips
 from .numba_sync import barrier_state, run_threads
 from .numba_train import (FEW_ROWS, GRADIENT, INFER, ROWS_PER_PART, UPDATE, Batches, Dropout,
-                          Optimizer, Params, Step, backward_few, batch_worker, buffers,
+                          Optimizer, Params, Step, backward_few, batch_worker, buffers, linear_few,
                           forward_few, layout, parameter_count)
 
 name = "numba"
@@ -62,6 +63,10 @@ def linear_forward(X, W, b, out, relu):
     """out = X @ W + b, then ReLU if ``relu``.
     X: (n, i)  W: (i, o)  b: (o,)  out: (n, o) written."""
     _flat(out, written=True)
+    if len(X) < FEW_ROWS:   # one image (the GUI's trace of the layers): read W in place
+        linear_few(_readonly(X, out.dtype), _readonly(W, out.dtype), _readonly(b, out.dtype), out,
+                   bool(relu))
+        return out
     X, W, b = _readonly(X, out.dtype), _writable(W, out.dtype), _writable(b, out.dtype)
     product_rows(X, _int64(np.arange(len(X))), 0, len(X), _strips(W), b, out, bool(relu))
     return out
@@ -265,6 +270,10 @@ def prepare(dtype, augment=False):
     state = SimpleNamespace(step=0, slots={})
     train_batches(W, b, state, X, y, np.arange(6, dtype=np.int64), 3, 0, 2, np.full(2, 0.01), opt)
     forward(W, b, X[:1])                                # one image: forward_few
+    # the GUI's trace and saliency of one image: linear_few, backward_few
+    linear_forward(X[:1], W[0], b[0], np.empty((1, sizes[1]), dtype), True)
+    linear_backward(X[:1], W[0], np.ones((1, sizes[1]), dtype), np.empty_like(W[0]),
+                    np.empty_like(b[0]), np.empty((1, sizes[0]), dtype))
     forward(W, b, np.concatenate([X] * (FEW_ROWS // len(X) + 1)))   # batch_worker, INFER
     _READY.add(dtype)
 

@@ -1,5 +1,6 @@
-"""All the hand-written LLVM IR of the Numba backend: the register-tiled GEMM
-micro-kernel, the one kernel Numba's own loops cannot express well (its
+"""All the hand-written LLVM IR of the Numba backend.
+
+The register-tiled GEMM micro-kernel, the one kernel Numba's own loops cannot express well (its
 accumulators must live in registers across the whole k loop), and the
 atomic operations the threads' barrier is made of (kernels/numba_sync.py).
 

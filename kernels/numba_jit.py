@@ -1,5 +1,7 @@
-"""How the Numba backend compiles: one decorator for every kernel, and a
-cache that notices when any kernel source changes.
+"""How the Numba backend compiles: one decorator, and a cache that sees edits.
+
+One decorator for every kernel, and a cache that notices when any kernel
+source changes.
 
 Numba's cache checks only the file that defines a function: a kernel whose
 callee lives in another file (batch_worker calls product_rows, which inlines

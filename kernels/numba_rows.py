@@ -1,5 +1,6 @@
-"""The Numba backend's row and elementwise kernels: softmax with cross-entropy
-for one row, the dropout mask, the ReLU mask of a backward row, column sums,
+"""The Numba backend's row and elementwise kernels.
+
+Softmax with cross-entropy for one row, the dropout mask, the ReLU mask of a backward row, column sums,
 and the optimizer updates over flat spans. Each is the reference's operation
 in the reference's order (kernels/numpy_backend.py), without fastmath: the
 optimizer spans round exactly like its NumPy expressions."""

@@ -1,5 +1,6 @@
-"""Threads for the Numba backend without Numba's parallel regions: every
-thread runs the same compiled worker over fixed parts and they meet at a
+"""Threads for the Numba backend without Numba's parallel regions.
+
+Every thread runs the same compiled worker over fixed parts and they meet at a
 barrier between the phases of a batch.
 
 Why not ``prange``: a parallel region costs a thread-pool launch per phase

@@ -1,6 +1,8 @@
-"""The Numba backend's op kernels: small typed functions that every product
-of the network is built from, used alike by the single ops
-(kernels/numba_backend.py) and by fused training (kernels/numba_train.py).
+"""The Numba backend's product kernels: X @ W, dY @ W.T and X.T @ dY by tiles.
+
+Small typed functions that every product of the network is built from, used
+alike by the single ops (kernels/numba_backend.py) and by fused training
+(kernels/numba_train.py).
 
 A product C = A @ B is cut into tiles of MR rows of C by NR = NV * lanes
 columns. For each group of MR rows, ``pack_rows`` copies their values into a

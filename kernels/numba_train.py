@@ -1,5 +1,6 @@
-"""Fused training and inference for the Numba backend, composed only of the
-op kernels of kernels/numba_tiles.py and kernels/numba_rows.py (the same
+"""Fused training and inference for the Numba backend.
+
+Composed only of the op kernels of kernels/numba_tiles.py and kernels/numba_rows.py (the same
 ones the single ops run, and the op tests check).
 
 One batch is two phases over fixed parts, run by every thread of the call
@@ -402,6 +403,29 @@ def forward_few(Ws, bs, X, probs):
                 x[j] = max(out[j], 0) if l < L - 1 else out[j]
             n_in = o
         softmax_row(x[:n_in], probs[r])
+
+
+@jit()
+def linear_few(X, W, b, out, relu):
+    """out = X @ W + b (then ReLU if relu) for a few rows, read from W
+    directly, as forward_few does each layer (the GUI's activation trace of
+    one image: packing W into strips would cost 40x the product): fused
+    multiply-adds in increasing k over each row's nonzero entries, the same
+    bits as product_rows. X: (n, i)  W: (i, o)  b: (o,)  out: (n, o) written."""
+    o = W.shape[1]
+    for r in range(X.shape[0]):
+        y = out[r]
+        for j in range(o):
+            y[j] = b[j]
+        for k in range(X.shape[1]):
+            v = X[r, k]
+            if v != 0:
+                w = W[k]
+                for j in range(o):
+                    y[j] = fma(v, w[j], y[j])
+        if relu:
+            for j in range(o):
+                y[j] = max(y[j], 0)
 
 
 @jit()

@@ -1,5 +1,6 @@
-"""The NumPy reference backend: every op of the contract (kernels/contract.py)
-written as its equation. This is the code to read; kernels/numba_backend.py is
+"""The NumPy reference backend: every op of the contract, written as its equation.
+
+The contract is kernels/contract.py. This is the code to read; kernels/numba_backend.py is
 its compiled twin and is checked against it op by op.
 
 Shapes: n rows per batch, i/o a layer's input/output width, K = 10 classes.

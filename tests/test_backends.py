@@ -172,6 +172,24 @@ def test_linear_backward(fast, dtype, n, i, o):
     assert_close(dW, expected[0], dtype)
 
 
+@pytest.mark.parametrize("relu", [True, False])
+def test_linear_forward_of_a_few_rows_has_the_bits_of_a_batch(fast, dtype, relu):
+    """Below FEW_ROWS rows a compiled backend may read W in place (the GUI's
+    trace of one image) instead of packing it: each row must still get the
+    bits it gets inside a batch (rows are independent)."""
+    rng = np.random.default_rng(6)
+    n, i, o = 12, 784, 128
+    X = sparse_images(rng, n, i, dtype, zero_rows=[n - 1])
+    W = rng.standard_normal((i, o)).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype)
+    batch = fast.linear_forward(X, W, b, np.empty((n, o), dtype), relu)
+    for r in range(n):
+        one = fast.linear_forward(X[r:r + 1], W, b, np.empty((1, o), dtype), relu)
+        np.testing.assert_array_equal(one[0], batch[r])
+    few = fast.linear_forward(X[:3], W, b, np.empty((3, o), dtype), relu)
+    np.testing.assert_array_equal(few, batch[:3])
+
+
 def test_linear_backward_of_a_few_rows_has_the_bits_of_a_batch(fast, dtype):
     """Below FEW_ROWS rows a compiled backend may read W in place (a saliency
     map, one image) instead of packing it: it must still give a batch's bits.
