@@ -26,7 +26,7 @@ STARTUP_SCRIPT = textwrap.dedent("""
     order = epoch_order(0, 0, n)
     W, b = state.model.W, state.model.b
     t1 = time.perf_counter()
-    backend.train_batches(W, b, state.optimizer, X, y, order, config.batch_size, 0, 4,
+    backend.train_batches(W, b, state.optimizer.slots, 0, X, y, order, config.batch_size, 0, 4,
                           np.full(4, config.lr), config.optimizer_config(), 0.0)
     t_train = time.perf_counter() - t1
     t1 = time.perf_counter()

@@ -144,8 +144,8 @@ def warm_up_epoch(backend, setup: EpochSetup, batches: int = 2) -> None:
     state = fresh_state(setup)
     order = epoch_order(setup.config.seed, 0, setup.n)
     stop = min(batches, setup.steps)
-    backend.train_batches(state.model.W, state.model.b, state.optimizer, setup.X, setup.y,
-                          order, setup.config.batch_size, 0, stop, setup.lrs[:stop],
+    backend.train_batches(state.model.W, state.model.b, state.optimizer.slots, 0, setup.X,
+                          setup.y, order, setup.config.batch_size, 0, stop, setup.lrs[:stop],
                           setup.config.optimizer_config(), setup.config.label_smoothing)
 
 
@@ -172,17 +172,16 @@ class TextbookBackend:
     batches_per_call = 1 << 62
 
     @staticmethod
-    def train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
+    def train_batches(W, b, slots, step, X, y, order, batch_size, first, stop, lrs, opt,
                       smoothing=0.0, dropout=None):
         if opt.name != "momentum" or not opt.nesterov or smoothing or dropout:
             raise ValueError("the textbook yardstick trains only the default recipe "
                              "(Nesterov momentum, no label smoothing, no dropout)")
         rows = order[first * batch_size:stop * batch_size]
         loss, accuracy = textbook.train_epoch(
-            W, b, state.slots[slot_key("velocity", "W")], state.slots[slot_key("velocity", "b")],
+            W, b, slots[slot_key("velocity", "W")], slots[slot_key("velocity", "b")],
             X, y, rows, batch_size,
             lrs, momentum=opt.momentum, weight_decay=opt.weight_decay)
-        state.step += stop - first
         return float(loss) * len(rows), round(accuracy * len(rows))
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastmlp.kernels.contract import OPTIMIZER_SLOTS, slot_key
+from fastmlp.kernels.contract import OPTIMIZER_SLOTS, OptimizerConfig, slot_key
 
 # Which per-parameter slot arrays each optimizer keeps, one list per slot,
 # shaped like W and like b: the kernels' table, the one list of names.
@@ -15,15 +15,9 @@ SLOTS = OPTIMIZER_SLOTS
 OPTIMIZERS = tuple(SLOTS)
 
 
-@dataclass(frozen=True)
-class OptimizerConfig:
-    name: str = "adam"
-    momentum: float = 0.9
-    nesterov: bool = False
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    weight_decay: float = 0.0
+# OptimizerConfig (imported above) is the kernels' own record of an optimizer:
+# a name and plain values, what the backends take.
+__all__ = ["SLOTS", "OPTIMIZERS", "OptimizerConfig", "OptimizerState", "init_state"]
 
 
 @dataclass

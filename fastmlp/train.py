@@ -269,8 +269,10 @@ def train_steps(config: TrainConfig, backend, state: TrainState, X, y, order, lr
         # Overflow is caught below as a non-finite loss, with advice.
         with np.errstate(over="ignore", invalid="ignore"):
             loss_sum, correct = backend.train_batches(
-                state.model.W, state.model.b, state.optimizer, X, y, order, batch_size, first,
-                stop, lrs[first:stop], opt, config.label_smoothing, dropout)
+                state.model.W, state.model.b, state.optimizer.slots, state.optimizer.step, X, y,
+                order, batch_size, first, stop, lrs[first:stop], opt, config.label_smoothing,
+                dropout)
+        state.optimizer.step += stop - first   # the backend saw arrays and the count so far
         state.seconds += time.perf_counter() - start
         if not math.isfinite(loss_sum):
             raise Diverged(f"loss became {loss_sum} in epoch {state.epoch + 1}, batch {first + 1}; "

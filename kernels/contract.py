@@ -59,21 +59,26 @@ forward_backward(W, b, X, y, dW, db, smoothing=0.0, dropout=None, position=0) ->
     1 / (1 - rate)) is a pure function of (key, position, unit), defined by
     the reference's dropout_factors, which every backend reproduces bit for bit.
 
-optimizer_step(W, b, dW, db, state, lr, opt) -> None
-    One update of every parameter with the optimizer ``opt``
-    (fastmlp.optim.OptimizerConfig). Weight decay applies to W, never to b.
-    W, b and the optimizer's slot arrays in ``state`` (OPTIMIZER_SLOTS,
-    slot_key below) WRITTEN, state.step += 1.
+optimizer_step(W, b, dW, db, slots, step, lr, opt) -> None
+    Update number ``step`` (1-based: Adam's bias correction) of every
+    parameter with the optimizer ``opt`` (an OptimizerConfig, below: its name
+    and plain values). Weight decay applies to W, never to b. slots: the
+    optimizer's arrays, {slot_key(slot, "W" or "b"): list per layer} for the
+    slots OPTIMIZER_SLOTS[opt.name] lists. W, b and those arrays WRITTEN.
+    Backends see arrays and plain values only: the engine keeps the step
+    count (fastmlp.optim.OptimizerState) and adds the updates done.
 
-train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
+train_batches(W, b, slots, step, X, y, order, batch_size, first, stop, lrs, opt,
               smoothing=0.0, dropout=None) -> (loss_sum, correct)
     Batches number first..stop-1 of an epoch: batch j holds the rows
     order[j*batch_size : (j+1)*batch_size] of X, y (the last may be
     partial). For each: forward_backward, then optimizer_step with
-    lr = lrs[j - first]. loss_sum = sum over batches of loss * rows.
+    lr = lrs[j - first] as update number step + j - first + 1 (``step``
+    updates were done before batch ``first``). loss_sum = sum over batches
+    of loss * rows.
     X: (N, N_INPUTS = 784)  y: (N,)  order: (N,) int64 permutation  lrs: (stop-first,)
     float64. dropout: None or (rate, key); batch j's rows are at positions
-    j*batch_size, ... of the epoch. W, b, state WRITTEN. The epoch driver
+    j*batch_size, ... of the epoch. W, b, slots WRITTEN. The epoch driver
     calls this in chunks so it can report progress and stop cleanly between chunks.
 
 Optional attribute:
@@ -106,6 +111,8 @@ augment(X, A, D, thickness, out) -> out
     dtype. Draws no random numbers: a deterministic function of its inputs.
 """
 
+from dataclasses import dataclass
+
 # The input format every network of the engine reads: a 28x28 image,
 # row-major, one pixel per input (the augment op needs exactly this).
 IMAGE_SIDE = 28
@@ -124,8 +131,23 @@ OPTIMIZER_SLOTS = {
 }
 
 
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """An optimizer as the kernels take it: its name (a key of
+    OPTIMIZER_SLOTS) and plain hyper-parameters. fastmlp.optim uses this one
+    record; the backends read only these fields."""
+
+    name: str = "adam"
+    momentum: float = 0.9
+    nesterov: bool = False
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+
 def slot_key(slot: str, kind: str) -> str:
-    """The state.slots key of ``slot`` ("velocity", "m", "v") for the
+    """The slots key of ``slot`` ("velocity", "m", "v") for the
     parameters of ``kind`` ("W" or "b"): "velocity_W", "m_b", ..."""
     return f"{slot}_{kind}"
 

@@ -30,12 +30,11 @@ micro-kernel's variants. Results are deterministic for any thread count
 """
 
 import time
-from types import SimpleNamespace
 
 import numpy as np
 
 from .augment_numba import augment  # noqa: F401  (the augment op: kernels/augment_numba.py)
-from .contract import N_INPUTS, OPTIMIZER_SLOTS, layer_sizes, slot_key
+from .contract import N_INPUTS, OPTIMIZER_SLOTS, OptimizerConfig, layer_sizes, slot_key
 from .numba_rows import (adam_span, column_sums, momentum_span, relu_backward_flat, sgd_span,
                          softmax_cross_entropy_rows, update_span)
 from .numba_threads import THREADS
@@ -185,22 +184,21 @@ def forward_backward(W, b, X, y, dW, db, smoothing=0.0, dropout=None, position=0
     return -float(buf.loss.sum()) / max(n, 1), int(buf.right.sum())
 
 
-def optimizer_step(W, b, dW, db, state, lr, opt):
+def optimizer_step(W, b, dW, db, slots, step, lr, opt):
     """One update of every W[l] and b[l]; weight decay on W only (decaying
     biases only restricts the offsets and does not regularize)."""
-    state.step += 1
     hyper = _optimizer(opt)
-    S1W, S1b, S2W, S2b = _slots(state, opt, W, b)
+    S1W, S1b, S2W, S2b = _slots(slots, opt, W, b)
     for l in range(len(W)):
         for param, grad, s1, s2, wd in ((W[l], dW[l], S1W[l], S2W[l], opt.weight_decay),
                                         (b[l], db[l], S1b[l], S2b[l], 0.0)):
             p = _flat(param, written=True)
             # the training kernels' own dispatch (numba_rows.update_span)
             update_span(p, _flat_input(grad), _flat(s1, written=True), _flat(s2, written=True),
-                        0, p.size, hyper, float(lr), float(wd), state.step)
+                        0, p.size, hyper, float(lr), float(wd), int(step))
 
 
-def train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
+def train_batches(W, b, slots, step, X, y, order, batch_size, first, stop, lrs, opt,
                   smoothing=0.0, dropout=None):
     """Train on batches first..stop-1 of the epoch whose row order is ``order``.
     dropout: None or (rate, key), the row at position p of ``order`` getting
@@ -216,7 +214,7 @@ def train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
         return 0.0, 0
     lrs = _readonly(lrs, np.float64)
     _check_chunk(X, y, order, batch_size, first, stop, lrs, Ws)
-    S1W, S1b, S2W, S2b = _slots(state, opt, W, b)
+    S1W, S1b, S2W, S2b = _slots(slots, opt, W, b)
     lay = layout(layer_sizes(Ws), min(batch_size, len(order)), X.dtype)
     P = _pack(Ws, bs, lay)
     kept = len(OPTIMIZER_SLOTS[opt.name])   # slots the optimizer keeps: S1, then S2
@@ -230,7 +228,7 @@ def train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
         part_loss, part_correct = run_threads(
             batch_worker, THREADS.count() if threaded else 1, barrier_state(), Params(P, S1, S2),
             lay, buf, Batches(X, y, order, batch_size, lo, hi, 0, ROWS_PER_PART),
-            _step(UPDATE, lrs[lo - first:], opt, int(state.step) + lo - first, smoothing,
+            _step(UPDATE, lrs[lo - first:], opt, int(step) + lo - first, smoothing,
                   dropout), _NO_PROBS[X.dtype])
         THREADS.record(threaded, (time.perf_counter() - start) / (hi - lo))
         loss_sum += part_loss
@@ -240,7 +238,6 @@ def train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
         _unpack(S1, lay, S1W, S1b)
     if S2 is not P:
         _unpack(S2, lay, S2W, S2b)
-    state.step += stop - first
     return float(loss_sum), int(correct)
 
 
@@ -265,10 +262,8 @@ def prepare(dtype, augment=False):
     b = [np.zeros(o, dtype) for o in sizes[1:]]
     X = rng.random((6, sizes[0])).astype(dtype)
     y = np.arange(6, dtype=np.int64) % sizes[-1]
-    opt = SimpleNamespace(name="sgd", momentum=0.0, nesterov=False, beta1=0.9, beta2=0.999,
-                          eps=1e-8, weight_decay=0.0)
-    state = SimpleNamespace(step=0, slots={})
-    train_batches(W, b, state, X, y, np.arange(6, dtype=np.int64), 3, 0, 2, np.full(2, 0.01), opt)
+    opt = OptimizerConfig(name="sgd", momentum=0.0)
+    train_batches(W, b, {}, 0, X, y, np.arange(6, dtype=np.int64), 3, 0, 2, np.full(2, 0.01), opt)
     forward(W, b, X[:1])                                # one image: forward_few
     # the GUI's trace and saliency of one image: linear_few, backward_few
     linear_forward(X[:1], W[0], b[0], np.empty((1, sizes[1]), dtype), True)
@@ -441,7 +436,7 @@ def _check_chunk(X, y, order, batch_size, first, stop, lrs, Ws):
     _check_labels(y, Ws[-1].shape[1])
 
 
-def _slots(state, opt, W, b):
+def _slots(slots, opt, W, b):
     """(S1W, S1b, S2W, S2b): the optimizer's slot lists as tuples (velocity as
     S1; m as S1 and v as S2); unused ones are W and b themselves, never written."""
     if opt.name not in OPTIMIZER_SLOTS:
@@ -449,9 +444,9 @@ def _slots(state, opt, W, b):
     kept = OPTIMIZER_SLOTS[opt.name]
     S1W, S1b, S2W, S2b = W, b, W, b
     if len(kept) >= 1:
-        S1W, S1b = state.slots[slot_key(kept[0], "W")], state.slots[slot_key(kept[0], "b")]
+        S1W, S1b = slots[slot_key(kept[0], "W")], slots[slot_key(kept[0], "b")]
     if len(kept) >= 2:
-        S2W, S2b = state.slots[slot_key(kept[1], "W")], state.slots[slot_key(kept[1], "b")]
+        S2W, S2b = slots[slot_key(kept[1], "W")], slots[slot_key(kept[1], "b")]
     result = []
     for slot, like in ((S1W, W), (S1b, b), (S2W, W), (S2b, b)):
         for a, p in zip(slot, like):

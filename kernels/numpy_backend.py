@@ -192,27 +192,28 @@ def forward_backward(W, b, X, y, dW, db, smoothing=0.0, dropout=None, position=0
     return loss, correct
 
 
-def optimizer_step(W, b, dW, db, state, lr, opt):
-    """One update of every W[l] and b[l]; weight decay on W only (decaying
-    biases only restricts the offsets and does not regularize)."""
-    state.step += 1
+def optimizer_step(W, b, dW, db, slots, step, lr, opt):
+    """Update number ``step`` (1-based: Adam's bias correction) of every W[l]
+    and b[l]; weight decay on W only (decaying biases only restricts the
+    offsets and does not regularize). slots: the optimizer's arrays by slot_key."""
     for l in range(len(W)):
         for kind, param, grad, wd in (("W", W[l], dW[l], opt.weight_decay),
                                       ("b", b[l], db[l], 0.0)):
             if opt.name == "sgd":
                 sgd_update(param, grad, lr, wd)
             elif opt.name == "momentum":
-                momentum_update(param, grad, state.slots[slot_key("velocity", kind)][l],
+                momentum_update(param, grad, slots[slot_key("velocity", kind)][l],
                                 lr, opt.momentum, opt.nesterov, wd)
             else:
-                adam_update(param, grad, state.slots[slot_key("m", kind)][l],
-                            state.slots[slot_key("v", kind)][l], lr, opt.beta1, opt.beta2,
-                            opt.eps, wd, state.step, decoupled=opt.name == "adamw")
+                adam_update(param, grad, slots[slot_key("m", kind)][l],
+                            slots[slot_key("v", kind)][l], lr, opt.beta1, opt.beta2,
+                            opt.eps, wd, step, decoupled=opt.name == "adamw")
 
 
-def train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
+def train_batches(W, b, slots, step, X, y, order, batch_size, first, stop, lrs, opt,
                   smoothing=0.0, dropout=None):
-    """Train on batches first..stop-1 of the epoch whose row order is ``order``.
+    """Train on batches first..stop-1 of the epoch whose row order is ``order``;
+    ``step`` updates were done before batch ``first``.
     dropout: None or (rate, key), the row at position p of ``order`` getting
     the dropout_factors of p. Returns (loss_sum, correct): loss summed per
     row, rows classified right."""
@@ -224,7 +225,7 @@ def train_batches(W, b, state, X, y, order, batch_size, first, stop, lrs, opt,
         loss, batch_correct = forward_backward(W, b, X[rows], y[rows], dW, db, smoothing,
                                                dropout, position=j * batch_size)
         # float(): a Python float keeps float32 math in float32 (NEP 50).
-        optimizer_step(W, b, dW, db, state, float(lrs[j - first]), opt)
+        optimizer_step(W, b, dW, db, slots, step + j - first + 1, float(lrs[j - first]), opt)
         loss_sum += loss * len(rows)
         correct += batch_correct
     return loss_sum, correct

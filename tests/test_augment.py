@@ -379,9 +379,9 @@ def test_training_sees_each_epochs_augmented_images():
         def __getattr__(self, name):
             return getattr(numpy_backend, name)
 
-        def train_batches(self, W, b, state, X, *args):
+        def train_batches(self, W, b, slots, step, X, *args):
             seen.append(X.copy())
-            return numpy_backend.train_batches(W, b, state, X, *args)
+            return numpy_backend.train_batches(W, b, slots, step, X, *args)
 
     config = TrainConfig(epochs=2, limit=256, batch_size=256, augment="default", seed=3)
     assert config.augment == augmentation.DEFAULT.spec()          # stored canonical

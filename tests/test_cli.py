@@ -676,9 +676,9 @@ def test_divergence_after_a_good_epoch_keeps_its_checkpoint(tmp_path, monkeypatc
     real = numpy_backend.train_batches
     calls = []
 
-    def nan_in_epoch_two(W, b, state, X, y, order, batch_size, first, stop, *rest):
+    def nan_in_epoch_two(W, b, slots, step, X, y, order, batch_size, first, stop, *rest):
         calls.append(first)
-        loss, correct = real(W, b, state, X, y, order, batch_size, first, stop, *rest)
+        loss, correct = real(W, b, slots, step, X, y, order, batch_size, first, stop, *rest)
         epoch_two = calls.count(0) >= 2
         return (float("nan") if epoch_two and first >= 2 else loss), correct
 

@@ -123,7 +123,7 @@ def _train_batches(backend, dropout, batches=12):
     opt = OptimizerConfig("momentum", momentum=0.9, nesterov=True)
     state = init_state(opt, model.W, model.b)
     order = rng.permutation(1500).astype(np.int64)
-    loss, _ = backend.train_batches(model.W, model.b, state, X, y, order, 128, 0, batches,
+    loss, _ = backend.train_batches(model.W, model.b, state.slots, 0, X, y, order, 128, 0, batches,
                                     np.full(batches, 0.05), opt, 0.0, dropout)
     return model, loss
 
