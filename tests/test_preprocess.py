@@ -442,3 +442,86 @@ def test_fast_enough_for_a_drawing_canvas():
     per_call = (time.perf_counter() - start) / 20
     # Measured ~0.3 ms; generous bound so a loaded CI machine does not flake.
     assert per_call < 0.02, per_call
+
+
+# --------------------------------------------------------------------------
+# the digit's pieces: leftovers of a photo do not set the bounding box
+# --------------------------------------------------------------------------
+
+
+def _flood_fill_pieces(mask: np.ndarray) -> list[set]:
+    """The 8-connected pieces of ``mask`` by a plain flood fill (the test's own)."""
+    seen, pieces = np.zeros_like(mask), []
+    for start in zip(*np.nonzero(mask)):
+        if seen[start]:
+            continue
+        piece, stack = set(), [start]
+        seen[start] = True
+        while stack:
+            r, c = stack.pop()
+            piece.add((r, c))
+            for dr in (-1, 0, 1):
+                for dc in (-1, 0, 1):
+                    q = (r + dr, c + dc)
+                    if (0 <= q[0] < mask.shape[0] and 0 <= q[1] < mask.shape[1]
+                            and mask[q] and not seen[q]):
+                        seen[q] = True
+                        stack.append(q)
+        pieces.append(piece)
+    return pieces
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pieces_are_the_connected_components(seed):
+    from fastmlp.preprocess import _pieces
+    rng = np.random.default_rng(seed)
+    shape = tuple(rng.integers(5, 40, 2))
+    mask = rng.random(shape) < rng.uniform(0.2, 0.6)
+    labels = _pieces(mask)
+    assert (labels[~mask] == -1).all()
+    expected = sorted(sorted(p) for p in _flood_fill_pieces(mask))
+    got = sorted(sorted(zip(*np.nonzero(labels == value))) for value in np.unique(labels[mask]))
+    assert got == expected
+
+
+def _on_canvas(digit: np.ndarray, side: int, at: tuple[int, int]) -> np.ndarray:
+    """A 28x28 MNIST digit (0..255) pasted 4x larger into a white side x side
+    picture, dark ink, at (row, col)."""
+    big = np.kron(digit.astype(np.float32) / 255, np.ones((4, 4), np.float32))
+    canvas = np.ones((side, side), np.float32)
+    canvas[at[0]:at[0] + 112, at[1]:at[1] + 112] -= big
+    return canvas
+
+
+@pytest.mark.parametrize("index", range(0, 60, 6))
+def test_a_speck_far_from_the_digit_does_not_shrink_it(mnist_test_images, index):
+    """Photos leave small, faint leftovers (a shadow's edge, noise, a speck of
+    dust) away from the digit; in the bounding box they shrink the digit to
+    a fraction of its 20 px. A leftover of under a tenth of the digit's ink
+    is dropped: the result is the digit's alone, the same box and centre
+    (its ink levels may move by a fraction of a percent: the speck's dark
+    pixels are among those the ink's strength is estimated from)."""
+    rng = np.random.default_rng(index)
+    digit = mnist_test_images[index]
+    clean = _on_canvas(digit, 320, (100, 100))
+    alone = normalize_digit(clean)
+    specked = clean.copy()
+    mass = float((digit / 255).sum()) * 16   # the digit's ink on the canvas
+    size = max(2, int(np.sqrt(0.05 * mass)))  # a square of ~5% of that ink
+    corner = [(4, 4), (4, 300), (300, 4), (300, 300)][rng.integers(4)]
+    specked[corner[0]:corner[0] + size, corner[1]:corner[1] + size] = 0.0
+    got = normalize_digit(specked)
+    np.testing.assert_array_equal(got > 0.05, alone > 0.05)
+    np.testing.assert_allclose(got, alone, atol=0.01)
+
+
+def test_a_digit_in_two_heavy_pieces_keeps_both():
+    """A 5 whose top bar does not touch its body, a 4 drawn in two strokes:
+    pieces of comparable ink are all the digit, so the box spans them."""
+    image = Image.new("L", (200, 200), 255)
+    draw = ImageDraw.Draw(image)
+    draw.line([(60, 40), (140, 40)], fill=0, width=14)      # the bar, apart
+    draw.line([(70, 80), (70, 160), (130, 160)], fill=0, width=14)
+    field = normalize_digit(np.asarray(image)).reshape(28, 28)
+    rows = np.flatnonzero(field.max(axis=1) > 0.1)
+    assert rows[-1] - rows[0] + 1 >= 19   # the whole 20 px height: bar and body both
