@@ -1,7 +1,8 @@
 """Fused training and inference for the Numba backend.
 
-Composed only of the op kernels of kernels/numba_tiles.py and kernels/numba_rows.py (the same
-ones the single ops run, and the op tests check).
+Composed only of the op kernels of kernels/numba_tiles.py and
+kernels/numba_rows.py (the same ones the single ops run, and the op tests
+check).
 
 One batch is two phases over fixed parts, run by every thread of the call
 (kernels/numba_sync.py), with a barrier after each:
@@ -371,6 +372,22 @@ def batch_worker(tid, threads, sync, params, lay, buf, data, step, probs):
 FEW_ROWS = 8
 
 
+@jit(inline=True)
+def affine_row(x, W, b, out):
+    """out = b + x @ W over x's nonzero entries, read from W in place: fused
+    multiply-adds in increasing k, which is what a tile computes for that row
+    (a skipped zero adds exactly nothing), so the same bits as a batch.
+    x: (i,)  W: (i, o)  b: (o,)  out: (o,) written."""
+    for j in range(out.shape[0]):
+        out[j] = b[j]
+    for k in range(x.shape[0]):
+        v = x[k]
+        if v != 0:
+            w = W[k]
+            for j in range(out.shape[0]):
+                out[j] = fma(v, w[j], out[j])
+
+
 @jit()
 def forward_few(Ws, bs, X, probs):
     """probs[r] = softmax of the network at X[r], row by row, as vector-matrix
@@ -389,16 +406,8 @@ def forward_few(Ws, bs, X, probs):
         for k in range(n_in):
             x[k] = X[r, k]
         for l in range(L):
-            W, b = Ws[l], bs[l]
-            o = W.shape[1]
-            for j in range(o):
-                out[j] = b[j]
-            for k in range(n_in):
-                v = x[k]
-                if v != 0:
-                    w = W[k]
-                    for j in range(o):   # fused, as tile_fma: the same bits as a batch
-                        out[j] = fma(v, w[j], out[j])
+            o = Ws[l].shape[1]
+            affine_row(x[:n_in], Ws[l], bs[l], out[:o])
             for j in range(o):
                 x[j] = max(out[j], 0) if l < L - 1 else out[j]
             n_in = o
@@ -412,19 +421,11 @@ def linear_few(X, W, b, out, relu):
     one image: packing W into strips would cost 40x the product): fused
     multiply-adds in increasing k over each row's nonzero entries, the same
     bits as product_rows. X: (n, i)  W: (i, o)  b: (o,)  out: (n, o) written."""
-    o = W.shape[1]
     for r in range(X.shape[0]):
         y = out[r]
-        for j in range(o):
-            y[j] = b[j]
-        for k in range(X.shape[1]):
-            v = X[r, k]
-            if v != 0:
-                w = W[k]
-                for j in range(o):
-                    y[j] = fma(v, w[j], y[j])
+        affine_row(X[r], W, b, y)
         if relu:
-            for j in range(o):
+            for j in range(y.shape[0]):
                 y[j] = max(y[j], 0)
 
 
