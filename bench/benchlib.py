@@ -1,4 +1,6 @@
-"""The benchmarks' shared code under one name: ``import benchlib`` reaches the modules below, one per job.
+"""The benchmarks' shared code under one name.
+
+``import benchlib`` reaches the modules below, one per job.
 
     workload.py  the default recipe's epoch, timed through the engine's own
                  loop (fastmlp.train.train_steps), the textbook yardstick

@@ -1,4 +1,7 @@
-"""The floors an epoch is measured against: its FLOP count and the machine's SGEMM rate, at the peak and at each GEMM shape of a step."""
+"""The floors an epoch is measured against.
+
+Its FLOP count and the machine's SGEMM rate, at the peak and at each GEMM shape
+of a step."""
 
 import numpy as np
 

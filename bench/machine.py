@@ -1,4 +1,7 @@
-"""What a measurement ran on: the machine, its libraries, the code measured, and the CPU time other processes took meanwhile."""
+"""What a measurement ran on.
+
+The machine, its libraries, the code measured, and the CPU time other processes
+took meanwhile."""
 
 import datetime
 import hashlib

@@ -1,4 +1,7 @@
-"""The per-op workload and its check: real activations and gradients of one batch, each op called on them, its outputs compared with the reference's."""
+"""The per-op workload and its check.
+
+Real activations and gradients of one batch, each op called on them, its
+outputs compared with the reference's."""
 
 from __future__ import annotations
 

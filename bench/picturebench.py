@@ -1,4 +1,7 @@
-"""The command line the picture benchmarks share (bench/drawn_digits.py, bench/photo_digits.py, bench/sklearn_digits.py): which model and backend read the pictures, how many, and the report's form."""
+"""The command line the picture benchmarks share.
+
+For bench/drawn_digits.py, bench/photo_digits.py and bench/sklearn_digits.py:
+which model and backend read the pictures, how many, and the report's form."""
 
 import argparse
 import sys

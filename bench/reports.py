@@ -1,4 +1,6 @@
-"""Where the benchmarks' output goes: progress to stderr, the markdown report to stdout, report files where asked."""
+"""Where the benchmarks' output goes.
+
+Progress to stderr, the markdown report to stdout, report files where asked."""
 
 import json
 import sys

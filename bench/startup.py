@@ -1,4 +1,6 @@
-"""Start-up cost: a fresh interpreter importing a backend and making its first calls, with a cold or a warm compile cache."""
+"""Start-up cost: a fresh interpreter importing a backend, making its first calls.
+
+With a cold or a warm compile cache."""
 
 import json
 import os

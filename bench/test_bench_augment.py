@@ -1,4 +1,7 @@
-"""The augment op per backend: --augment default on MNIST training images, 1024 of them (256 in quick mode; the reference takes ~0.25 ms an image).
+"""The augment op per backend.
+
+--augment default on MNIST training images, 1024 of them (256 in quick mode;
+the reference takes ~0.25 ms an image).
 
 Before timing, the backend's images are compared with the NumPy reference's
 for the same parameters (rtol 1e-5, atol 1e-6; tests/test_augment.py finds

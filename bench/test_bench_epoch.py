@@ -1,4 +1,8 @@
-"""One training epoch per backend, and the textbook yardstick: the default recipe (TrainConfig(): batch 128, Nesterov momentum 0.9, lr 0.05 cosine, weight decay 1e-3), 784-128-64-10 float32, 60000 MNIST rows (6000 with FASTMLP_BENCH_QUICK=1).
+"""One training epoch per backend, and the textbook yardstick.
+
+The default recipe (TrainConfig(): batch 128, Nesterov momentum 0.9, lr 0.05
+cosine, weight decay 1e-3), 784-128-64-10 float32, 60000 MNIST rows (6000 with
+FASTMLP_BENCH_QUICK=1).
 
 Timed: the epoch's permutation plus every train_batches call over all batches,
 chunked as fastmlp.train.run does; not timed: evaluation, model init, the

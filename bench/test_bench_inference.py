@@ -1,4 +1,8 @@
-"""Inference: single-image latency (model.predict_proba on one image, as `fastmlp predict` calls it) and the 10k test set (fastmlp.evaluate.predict_proba, as `fastmlp evaluate` and the per-epoch test accuracy call it), per backend.
+"""Inference per backend: single-image latency and the 10k test set.
+
+Single images as `fastmlp predict` calls model.predict_proba; the 10k test set
+as `fastmlp evaluate` and the per-epoch test accuracy call
+fastmlp.evaluate.predict_proba.
 
 Probabilities are checked against the reference (relative error within
 fastmlp.tolerances.BACKEND_VS_REFERENCE) first, then one warm-up call, then

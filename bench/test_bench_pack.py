@@ -1,4 +1,11 @@
-"""The packing steps' two variants, validated then timed (llm.c's dev/cuda pattern, as bench/test_bench_tiles.py does for the micro-kernel): variant 1 is plain Numba (kernels/numba_tiles.py ``row_bits_plain``, ``pack_cols_plain``), variant 2 the one built on LLVM IR helpers (``row_bits`` on numba_ir.nonzero_bits: 64 compares as one vector compare; ``pack_cols`` on numba_ir.move_group: a group's MR values as one vector move and test).
+"""The packing steps' two variants.
+
+Validated then timed (llm.c's dev/cuda pattern, as bench/test_bench_tiles.py
+does for the micro-kernel): variant 1 is plain Numba (kernels/numba_tiles.py
+``row_bits_plain``, ``pack_cols_plain``), variant 2 the one built on LLVM IR
+helpers (``row_bits`` on numba_ir.nonzero_bits: 64 compares as one vector
+compare; ``pack_cols`` on numba_ir.move_group: a group's MR values as one
+vector move and test).
 
 Each variant's output must equal NumPy's formulation exactly (packing copies
 and compares, it does no arithmetic) before it is timed.

@@ -1,4 +1,7 @@
-"""The micro-kernel's two variants, validated then timed (llm.c's dev/cuda pattern): variant 1 is plain Numba (kernels/numba_tiles.py ``tile_plain``), variant 2 the LLVM IR kernel with its sums in registers (kernels/numba_ir.py ``tile_fma``).
+"""The micro-kernel's two variants, validated then timed (llm.c's dev/cuda pattern).
+
+Variant 1 is plain Numba (kernels/numba_tiles.py ``tile_plain``), variant 2 the
+LLVM IR kernel with its sums in registers (kernels/numba_ir.py ``tile_fma``).
 
 Both compute C = A @ B over packed panels; each is checked against NumPy's A @
 B (float32, rtol 1e-4 / atol 1e-5: sums of up to 1024 products of O(1) terms,

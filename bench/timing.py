@@ -1,4 +1,7 @@
-"""How the benchmarks time a call: samples of seconds per call, each the mean over as many calls as fill a minimum time."""
+"""How the benchmarks time a call.
+
+Samples of seconds per call, each the mean over as many calls as fill a minimum
+time."""
 
 import math
 import statistics

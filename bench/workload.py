@@ -1,4 +1,7 @@
-"""The benchmarks' workload: the default recipe's epoch, timed through the engine's own loop, the textbook yardstick beside it, and the check of each epoch's loss.
+"""The benchmarks' workload.
+
+The default recipe's epoch, timed through the engine's own loop, the textbook
+yardstick beside it, and the check of each epoch's loss.
 
 The workload (the default recipe, ``fastmlp.train.TrainConfig()``):
     network   784-128-64-10, ReLU hidden layers, softmax + mean cross-entropy

@@ -1,4 +1,7 @@
-"""Data augmentation: what to randomize (``AugmentConfig``, the ``--augment`` flag) and the random numbers of one epoch (``sample_params``).
+"""Data augmentation: what to randomize and the random numbers of one epoch.
+
+``AugmentConfig`` is the ``--augment`` flag; ``sample_params`` draws one
+epoch's random numbers.
 
 The kernels (a backend's ``augment``, see kernels/augment_numpy.py) draw no
 random numbers: every one is drawn here, from a ``np.random.Generator``, so

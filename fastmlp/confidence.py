@@ -1,4 +1,7 @@
-"""When to say "not sure": one confidence threshold, shared by ``fastmlp predict`` and the GUI, and how it is calibrated.
+"""When to say "not sure".
+
+One confidence threshold, shared by ``fastmlp predict`` and the GUI, and how it
+is calibrated.
 
 The network's confidence is its largest softmax probability. Below
 NOT_SURE_BELOW an answer is "not sure (best guess d)" instead of "d".

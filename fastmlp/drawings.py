@@ -1,4 +1,7 @@
-"""The user's own drawings: a personal data set in MNIST's IDX format, in the user's data directory, that ``fastmlp train --data`` reads like any other.
+"""The user's own drawings.
+
+A personal data set in MNIST's IDX format, in the user's data directory, that
+``fastmlp train --data`` reads like any other.
 
 Layout (``default_path()`` is ``drawings`` in ``data_home()``)::
 

@@ -1,4 +1,6 @@
-"""The one exception type a user ever sees (a one-line message, exit code 2) and the helpers that keep it one line."""
+"""The one exception type a user ever sees, and the helpers that keep it one line.
+
+A one-line message and exit code 2."""
 
 # Defined with the kernels, the bottom of the stack, so that the backend
 # registry raises the same class without importing the engine.

@@ -1,4 +1,8 @@
-"""Fine-tuning on the user's drawings: a few seconds of training, from the current model, on a mix of those drawings (augmented) and MNIST, then the before/after accuracy on MNIST test and on the held-out drawings.
+"""Fine-tuning on the user's drawings.
+
+A few seconds of training, from the current model, on a mix of those drawings
+(augmented) and MNIST, then the before/after accuracy on MNIST test and on the
+held-out drawings.
 
 Why a mix: trained on a few dozen drawings alone, the network forgets MNIST
 (catastrophic forgetting, McCloskey & Cohen 1989); replaying MNIST beside

@@ -1,4 +1,7 @@
-"""Gradient checking: each backend's backpropagation against central finite differences of the loss, and the backends against each other.
+"""Gradient checking: backpropagation against central finite differences.
+
+Each backend's backpropagation against central finite differences of the
+loss, and the backends against each other.
 
 Finite differences run in float64 on the reference backend's loss:
     dL/dp ~ (L(p + h) - L(p - h)) / 2h.

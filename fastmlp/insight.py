@@ -1,4 +1,6 @@
-"""Inside the network for one input: every layer's activations, and the saliency of a class (why this answer).
+"""Inside the network for one input.
+
+Every layer's activations, and the saliency of a class (why this answer).
 
 No Tk here: the GUI's panels draw these, tests check them against finite
 differences and across backends.

@@ -1,4 +1,7 @@
-"""Learning-rate schedules: one learning rate per optimizer step, computed up front so a compiled training loop can just index it."""
+"""Learning-rate schedules.
+
+One learning rate per optimizer step, computed up front so a compiled training
+loop can just index it."""
 
 import numpy as np
 

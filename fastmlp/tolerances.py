@@ -1,4 +1,6 @@
-"""How closely two computations of one quantity must agree: one table, per dtype, each number beside its reason.
+"""How closely two computations of one quantity must agree.
+
+One table, per dtype, each number beside its reason.
 
 Used by the tests (tests/test_backends.py, tests/test_gradients.py),
 ``fastmlp gradcheck`` (fastmlp/gradcheck.py) and the benchmarks' checks

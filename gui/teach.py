@@ -1,4 +1,7 @@
-"""The "Teach it my handwriting" tab: correct the answer (the drawing is saved to the personal data set), fine-tune on those drawings, and see the before/after accuracy.
+"""The "Teach it my handwriting" tab.
+
+Correct the answer (the drawing is saved to the personal data set), fine-tune
+on those drawings, and see the before/after accuracy.
 
 Widgets only: the actions are the app's (DigitApp.correct,
 DigitApp.start_finetune), the data and training live in fastmlp.drawings and

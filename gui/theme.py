@@ -1,4 +1,7 @@
-"""The app's look: the Sun Valley ttk theme (sv-ttk) in light or dark mode, the plain Tk widgets recoloured to match, and fonts that follow the screen's scaling.
+"""The app's look: a ttk theme, light or dark, and fonts that follow the scaling.
+
+The Sun Valley ttk theme (sv-ttk) in light or dark mode, the plain Tk widgets
+recoloured to match, and fonts that follow the screen's scaling.
 
 Why sv-ttk: measured under Xvfb (README, "The app's theme"), it adds about
 0.22 s to the window's start (ttkbootstrap: 0.37 s), is one small pure-Python

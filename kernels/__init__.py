@@ -1,4 +1,7 @@
-"""Kernels behind one interface: ``get_backend(name)`` returns a module that implements every op of the contract (see contract.py).
+"""Kernels behind one interface.
+
+``get_backend(name)`` returns a module that implements every op of the contract
+(see contract.py).
 
 - ``numpy``: the reference, written to be read (numpy_backend.py).
 - ``numba``: the compiled twin, written to be fast (numba_backend.py).

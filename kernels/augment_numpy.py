@@ -1,4 +1,7 @@
-"""Data augmentation, the reference: a random affine warp with an elastic distortion, then a change of stroke thickness, for a batch of 28x28 images.
+"""Data augmentation, the reference.
+
+A random affine warp with an elastic distortion, then a change of stroke
+thickness, for a batch of 28x28 images.
 
 This is the code to read; kernels/augment_numba.py is its compiled twin,
 checked against it in tests/test_augment.py.

@@ -1,8 +1,8 @@
-"""The kernel contract: every op a backend provides, its array shapes, dtypes, and which arguments it writes in place.
+"""The kernel contract: every op a backend provides, its shapes and what it writes.
 
 Notation: ``n`` rows per batch, ``i``/``o`` a layer's input/output width,
-``K`` = N_CLASSES = 10 classes, ``L`` layers. Samples are rows; a layer is ``Y = X @ W + b``
-with ``W: (i, o)``. All float arrays of one call share one dtype
+``K`` = N_CLASSES = 10 classes, ``L`` layers. Samples are rows; a layer is
+``Y = X @ W + b`` with ``W: (i, o)``. All float arrays of one call share one dtype
 (float32 or float64) and are C-contiguous; labels ``y`` are int64 in [0, K).
 A network is two lists, ``W[l]: (i_l, o_l)`` and ``b[l]: (o_l,)``; their
 gradients ``dW``/``db`` are lists of the same shapes. The hidden activation is

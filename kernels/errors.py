@@ -1,4 +1,6 @@
-"""The one exception type a user ever sees, defined at the bottom of the stack so the kernels can raise it too.
+"""The one exception type a user ever sees.
+
+Defined at the bottom of the stack so the kernels can raise it too.
 
 The kernels import nothing of the engine (fastmlp.*), yet the backend
 registry's failures (an unknown name, a backend that does not import) must

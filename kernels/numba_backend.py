@@ -1,7 +1,7 @@
 """The Numba backend: the compiled twin of kernels/numpy_backend.py.
 
-Same ops, same names, arguments, in-place semantics and return values (the contract is
-kernels/contract.py); read the reference for the equations and these
+Same ops, same names, arguments, in-place semantics and return values (the
+contract is kernels/contract.py); read the reference for the equations and these
 modules for how they are made fast:
 
   numba_ir.py      all the hand-written LLVM IR: the register-tiled

@@ -98,6 +98,7 @@ class _Helpers:
             except BaseException as exc:  # surfaced in the caller, never lost in a thread
                 done.put(exc)
 
+
 _HELPERS = {}   # the calling thread's nice value -> its _Helpers
 _HELPERS_LOCK = threading.Lock()
 

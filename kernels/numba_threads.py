@@ -1,9 +1,9 @@
 """Host-side thread policy of the Numba backend: all threads or one.
 
-How many threads a compiled call may use, and whether training is faster on all of them or on one right
-now (another process, or another library in this one, may hold a core).
-Never changes results: the kernels cut work into fixed parts
-(kernels/numba_train.py)."""
+How many threads a compiled call may use, and whether training is faster on
+all of them or on one right now (another process, or another library in this
+one, may hold a core). Never changes results: the kernels cut work into
+fixed parts (kernels/numba_train.py)."""
 
 import time
 
