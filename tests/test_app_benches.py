@@ -60,14 +60,16 @@ def test_photos_of_digits_on_unevenly_lit_paper_are_read():
     JPEGs (grey, unevenly lit paper, a soft shadow, noise, chalk on a board
     for a quarter) through predict's loader. With one paper level for the
     whole picture (before the paper estimate) 21% of such photos were read;
-    with it 71% (400 digits): 50% of 80 leaves room for sampling noise
-    (sigma ~5%) and still fails the old method."""
+    with it 71% (400 digits); with the ink's polarity judged by local
+    contrast (the lit part of a page partly in shadow no longer reads as
+    light ink) 98.8% of 1,000. These 80 (a fixed seed): 92.5% before that
+    step, 98.75% with it; 95% fails the former."""
     bench = bench_module("photo_digits")
     model = checkpoint.load(bench.PRETRAINED).model
     data = load_dataset(dtype=model.dtype)
     report = bench.measure(model, get_backend("numpy"), data, n=80, seed=2, split="validation")
     assert report["clean_accuracy"] >= 0.97
-    assert report["photo_accuracy"] >= 0.5
+    assert report["photo_accuracy"] >= 0.95
 
 
 def test_scikit_learns_digits_are_read_through_the_users_path():
