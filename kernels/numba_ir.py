@@ -53,24 +53,28 @@ def _splat(builder, value, vec):
 
 
 class _Tile:
-    """The IR of one tile call; its methods emit the phases of the codegen."""
+    """The IR of one tile call; its methods emit the phases of the codegen.
+    ``names`` name the call's arguments (the two tiles differ only in where
+    the a values come from: a packed panel Ap, or A's rows in place)."""
 
-    def __init__(self, context, builder, sig, args):
-        (self.apty, _, self.bty, self.ksty, self.cty, _, _, _, self.biasty, _, _) = sig.args
+    def __init__(self, context, builder, sig, args, names):
         self.ctx, self.b = context, builder
-        arr = lambda ty, v: context.make_array(ty)(context, builder, v)  # noqa: E731
-        self.ap, self.B, self.ks = arr(self.apty, args[0]), arr(self.bty, args[2]), arr(self.ksty, args[3])
-        self.C, self.bias = arr(self.cty, args[4]), arr(self.biasty, args[8])
+        arg = dict(zip(names, zip(sig.args, args)))
+        arr = lambda name: context.make_array(arg[name][0])(context, builder, arg[name][1])  # noqa: E731
         intp = context.get_value_type(types.intp)
-        cast = lambda i: context.cast(builder, args[i], sig.args[i], types.intp)  # noqa: E731
-        self.count, self.c0, self.nrows, self.j0 = (cast(i) for i in (1, 5, 6, 7))
-        self.relu = context.cast(builder, args[9], sig.args[9], types.boolean)
-        self.accumulate = context.cast(builder, args[10], sig.args[10], types.boolean)
         self.intp = intp
-        self.elt = context.get_data_type(self.cty.dtype)
+        cast = lambda name, ty=types.intp: context.cast(builder, arg[name][1], arg[name][0], ty)  # noqa: E731
+        self.B, self.ks, self.C, self.bias = arr("Bs"), arr("ks"), arr("C"), arr("bias")
+        self.count, self.c0, self.nrows, self.j0 = (cast(n) for n in ("count", "c0", "nrows", "j0"))
+        self.relu, self.accumulate = cast("relu", types.boolean), cast("accumulate", types.boolean)
+        self.elt = context.get_data_type(arg["C"][0].dtype)
         self.size = context.get_abi_sizeof(self.elt)
         self.vec = ir.VectorType(self.elt, VECTOR_BYTES // self.size)
         self.L = self.vec.count
+        if "Ap" in arg:
+            self.ap = arr("Ap")
+        else:
+            self.a_rows = self._source_rows(arr("A"), arr("rows"))
         suffix = f"v{self.L}{'f32' if self.size == 4 else 'f64'}"
         vptr = self.vec.as_pointer()
         i32 = ir.IntType(32)
@@ -83,6 +87,25 @@ class _Tile:
                          f"llvm.masked.store.{suffix}.p0")
         self.zero = ir.Constant(self.vec, [0.0] * self.L)
         self.o = cgutils.unpack_tuple(builder, self.C.shape, 2)[1]
+
+    def _source_rows(self, A, rows):
+        """Pointers to the start of A[rows[c0 + q]] for q < MR; the rows past
+        nrows point at row c0's (their sums are computed and never stored)."""
+        b = self.b
+        pointers = []
+        for q in range(MR):
+            r = b.select(b.icmp_signed("<", self.const(q), self.nrows),
+                         b.add(self.c0, self.const(q)), self.c0)
+            source = b.load(b.gep(rows.data, [r]))
+            pointers.append(self.row_ptr(A, source, self.const(0)))
+        return pointers
+
+    def a_value(self, q, t, k):
+        """Row q's a at step t (inner index k): the panel's Ap[t*MR + q], or A[rows[c0 + q], k]."""
+        b = self.b
+        if hasattr(self, "ap"):
+            return b.load(b.gep(self.ap.data, [b.add(b.mul(t, self.const(MR)), self.const(q))]))
+        return b.load(b.gep(self.a_rows[q], [k]))
 
     def const(self, v):
         return ir.Constant(self.intp, v)
@@ -159,10 +182,9 @@ class _Tile:
         k = b.sext(b.load(b.gep(self.ks.data, [t])), self.intp)
         brow = self.row_ptr(self.B, k, self.const(0))
         rows = [self.load(b.gep(brow, [self.const(v * self.L)]), None) for v in range(NV)]
-        base = b.mul(t, self.const(MR))
         new = []
         for q in range(MR):
-            a = _splat(b, b.load(b.gep(self.ap.data, [b.add(base, self.const(q))])), self.vec)
+            a = _splat(b, self.a_value(q, t, k), self.vec)
             new.append([b.call(self.fma, [a, rows[v], phis[q][v]]) for v in range(NV)])
         t_next = b.add(t, self.const(1))
         b.branch(loop)
@@ -187,6 +209,21 @@ class _Tile:
                     self.store(value, b.gep(cptr, [self.const(v * self.L)]), masks[v])
 
 
+def _tile_codegen(names):
+    """The codegen of a tile intrinsic whose arguments are ``names``: full
+    vectors where the strip's NR columns are all inside C, else lane masks."""
+    def codegen(context, builder, signature, args):
+        tile = _Tile(context, builder, signature, args, names)
+        full = builder.icmp_signed("<=", builder.add(tile.j0, tile.const(NV * tile.L)), tile.o)
+        with builder.if_else(full) as (then, other):
+            with then:
+                tile.emit([None] * NV)
+            with other:
+                tile.emit(tile.masks())
+        return context.get_dummy_value()
+    return codegen
+
+
 @intrinsic
 def tile_fma(typingctx, Ap, count, Bs, ks, C, c0, nrows, j0, bias, relu, accumulate):
     """C[c0 + q, j0:j0 + NR] = S + sum_t Ap[t*MR + q] * Bs[ks[t], :NR],
@@ -196,19 +233,22 @@ def tile_fma(typingctx, Ap, count, Bs, ks, C, c0, nrows, j0, bias, relu, accumul
     Bs: (K, NR) C-contiguous, a packed strip
     ks: (>= count,) int32  C: (rows, o) C-contiguous  bias: (>= o,)."""
     sig = types.none(Ap, count, Bs, ks, C, c0, nrows, j0, bias, relu, accumulate)
+    return sig, _tile_codegen(("Ap", "count", "Bs", "ks", "C", "c0", "nrows", "j0", "bias",
+                               "relu", "accumulate"))
 
-    def codegen(context, builder, signature, args):
-        tile = _Tile(context, builder, signature, args)
-        full = builder.icmp_signed("<=", builder.add(tile.j0, tile.const(NV * tile.L)), tile.o)
-        with builder.if_else(full) as (then, other):
-            with then:
-                tile.emit([None] * NV)
-            with other:
-                tile.emit(tile.masks())
-        return context.get_dummy_value()
 
-    return sig, codegen
-
+@intrinsic
+def tile_rows_fma(typingctx, A, rows, count, Bs, ks, C, c0, nrows, j0, bias, relu, accumulate):
+    """tile_fma with the a values read from A's rows in place instead of a
+    packed panel: C[c0 + q, j0:j0 + NR] = S + sum_t A[rows[c0 + q], ks[t]] *
+    Bs[ks[t], :NR], the same sums in the same order (so the same bits).
+    Reading in place costs the same loads per step as the panel (MR
+    broadcasts) and saves the copy into it, which cost as much as the
+    products on a dense layer (bench/README.md). A: (N, K) C-contiguous
+    rows: (>= c0 + nrows,) int64, the rest as tile_fma."""
+    sig = types.none(A, rows, count, Bs, ks, C, c0, nrows, j0, bias, relu, accumulate)
+    return sig, _tile_codegen(("A", "rows", "count", "Bs", "ks", "C", "c0", "nrows", "j0",
+                               "bias", "relu", "accumulate"))
 
 
 @intrinsic

@@ -43,6 +43,12 @@ class _KernelSourcesLocator(caching._CacheLocator):
     applies: in-tree __pycache__, the user-wide cache, NUMBA_CACHE_DIR...),
     with SOURCES_DIGEST added to its source stamp."""
 
+    # How the locators of this kind know each other: the same file imported
+    # under a second name (``kernels`` from the source tree beside
+    # ``fastmlp.kernels``; a cached function's pickle can bring it in) is a
+    # second class, and by class identity each would wrap the other forever.
+    wraps_kernel_sources = True
+
     def __init__(self, inner):
         self._inner = inner
 
@@ -70,14 +76,14 @@ class _KernelSourcesLocator(caching._CacheLocator):
         if os.path.dirname(os.path.abspath(py_file)) != KERNEL_DIR:
             return None   # not ours: Numba's locators decide as usual
         for locator in caching.CacheImpl._locator_classes:
-            if not issubclass(locator, _KernelSourcesLocator):
+            if not getattr(locator, "wraps_kernel_sources", False):
                 inner = locator.from_function(py_func, py_file)
                 if inner is not None:
                     return cls(inner)
         return None
 
 
-if not any(issubclass(k, _KernelSourcesLocator) for k in caching.CacheImpl._locator_classes):
+if not any(getattr(k, "wraps_kernel_sources", False) for k in caching.CacheImpl._locator_classes):
     caching.CacheImpl._locator_classes.insert(0, _KernelSourcesLocator)
 
 

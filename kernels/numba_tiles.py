@@ -5,15 +5,16 @@ alike by the single ops (kernels/numba_backend.py) and by fused training
 (kernels/numba_train.py).
 
 A product C = A @ B is cut into tiles of MR rows of C by NR = NV * lanes
-columns. For each group of MR rows, ``pack_rows`` copies their values into a
-panel Ap laid out k-major (Ap[t*MR + q] = A[row q, ks[t]]) keeping only the k
-where one of the MR rows is nonzero; the micro-kernel (``tile_fma``, LLVM IR
-in kernels/numba_ir.py) then runs over those k with the MR x NR sums in
-registers, one load of a B row serving MR rows. A dense layer keeps every k
-and runs at GEMM speed; MNIST's pixels (81% zero) and ReLU outputs (~50%)
-skip whole k. The weight gradient X.T @ dY is the same product with A = X.T:
-``pack_cols`` packs MR columns of X (pixels) and keeps the rows (images) where
-one of them is nonzero, so X.T is never formed.
+columns. For each group of MR rows, ``kept_ks`` lists the k where one of the
+MR rows is nonzero; the micro-kernel (``tile_rows_fma``, LLVM IR in
+kernels/numba_ir.py) then runs over those k with the MR x NR sums in
+registers, one load of a B row serving MR rows, and reads the rows' values
+in place. A dense layer keeps every k and runs at GEMM speed; MNIST's pixels
+(81% zero) and ReLU outputs (~50%) skip whole k. The weight gradient X.T @ dY
+is the same product with A = X.T: ``pack_cols`` packs MR columns of X
+(pixels) into a panel Ap laid out k-major (Ap[t*MR + q] = X[ks[t], c0 + q])
+keeping the rows (images) where one of them is nonzero, so X.T is never
+formed, and ``tile_fma`` reads the panel.
 
 Arrays are C-contiguous; ``rows`` maps a tile's row r to A[rows[r]], so a
 batch is read from X in place, in the epoch's order. ``ks`` is int32, the
@@ -23,7 +24,8 @@ panels are of A's dtype; each product allocates its own.
 import numpy as np
 
 from .numba_jit import jit
-from .numba_ir import MR, NV, bit_count, lanes, lowest_bit, move_group, nonzero_bits, tile_fma
+from .numba_ir import (MR, NV, bit_count, lanes, lowest_bit, move_group, nonzero_bits, tile_fma,
+                       tile_rows_fma)
 
 
 NR32, NR64 = NV * lanes(4), NV * lanes(8)   # NR for float32 and float64
@@ -56,48 +58,40 @@ def row_bits(a, bits):
 
 
 @jit()
-def pack_rows(A, rows, r0, nrows, k0, k1, ks, Ap, bits):
-    """Ap[t*MR + q] = A[rows[r0 + q], ks[t]] for the k0 <= k < k1 where one of
-    the rows q < nrows (<= MR) is nonzero, in increasing k; rows past nrows
-    pack 0. Returns the count of k kept. k0 is a multiple of 64.
-    A: (N, K)  rows: (>= r0 + nrows,) int64  ks: (>= k1 - k0,) int32
-    Ap: (>= (k1 - k0) * MR,)  bits: (>= r0 + nrows, ceil(K / 64)) uint64, row
-    r's row_bits; ks, Ap written. The group's nonzero k are the set bits of
-    the OR of its rows' words, visited lowest first; where more than
+def kept_ks(bits, r0, nrows, k0, k1, ks):
+    """ks[:count] = the k0 <= k < k1 where one of the rows r0 .. r0 + nrows - 1
+    is nonzero, in increasing k; returns count. k0 is a multiple of 64.
+    bits: (>= r0 + nrows, ceil(K / 64)) uint64, row r's row_bits
+    ks: (>= k1 - k0,) int32 written. The group's nonzero k are the set bits
+    of the OR of its rows' words, visited lowest first; where more than
     DENSE_FRACTION of them are set, every k is kept instead (a dense block:
     visiting bits would cost more than the few products it skips)."""
     w0, w1 = k0 // 64, (k1 + 63) // 64
-    union = np.empty(w1 - w0, np.uint64)
     kept = 0
     for w in range(w0, w1):
-        word = np.uint64(0)
-        for q in range(nrows):
-            word |= bits[r0 + q, w]
-        union[w - w0] = word
-        kept += bit_count(word)
+        kept += bit_count(union_word(bits, r0, nrows, w))
     count = 0
     if kept > DENSE_FRACTION * (k1 - k0):
         for k in range(k0, k1):
             ks[count] = k
             count += 1
-    else:
-        for w in range(w0, w1):
-            word = union[w - w0]
-            while word != 0:
-                ks[count] = 64 * w + lowest_bit(word)
-                count += 1
-                word &= word - np.uint64(1)
-    source = np.empty(MR, np.int64)   # rows past nrows read row r0, zeroed after
-    for q in range(MR):
-        source[q] = rows[r0 + q] if q < nrows else rows[r0]
-    for t in range(count):
-        k = ks[t]
-        for q in range(MR):
-            Ap[t * MR + q] = A[source[q], k]
-    for q in range(nrows, MR):
-        for t in range(count):
-            Ap[t * MR + q] = 0
+        return count
+    for w in range(w0, w1):   # the union again: cheaper than allocating it
+        word = union_word(bits, r0, nrows, w)
+        while word != 0:
+            ks[count] = 64 * w + lowest_bit(word)
+            count += 1
+            word &= word - np.uint64(1)
     return count
+
+
+@jit(inline=True)
+def union_word(bits, r0, nrows, w):
+    """Word w of the OR of rows r0 .. r0 + nrows - 1's row_bits."""
+    word = np.uint64(0)
+    for q in range(nrows):
+        word |= bits[r0 + q, w]
+    return word
 
 
 @jit()
@@ -170,6 +164,29 @@ def tile_plain(Ap, count, Bs, ks, C, c0, nrows, j0, bias, relu, accumulate):
 
 
 @jit()
+def tile_rows_plain(A, rows, count, Bs, ks, C, c0, nrows, j0, bias, relu, accumulate):
+    """Variant 1 of tile_rows_fma: the same tile in plain Numba loops, a read
+    from A's rows in place; validated and timed beside it in
+    bench/test_bench_tiles.py. Same contract as numba_ir.tile_rows_fma."""
+    width = min(Bs.shape[1], C.shape[1] - j0)
+    if not accumulate:
+        for q in range(nrows):
+            C[c0 + q, j0:j0 + width] = bias[j0:j0 + width]
+    for t in range(count):
+        k = ks[t]
+        for q in range(nrows):
+            a, c = A[rows[c0 + q], k], C[c0 + q]
+            for j in range(width):
+                c[j0 + j] += a * Bs[k, j]
+    if relu:
+        for q in range(nrows):
+            c = C[c0 + q]
+            for j in range(width):
+                if c[j0 + j] < 0:
+                    c[j0 + j] = 0
+
+
+@jit()
 def row_bits_plain(a, bits):
     """Variant 1 of row_bits, one compare per entry in a plain loop (no
     nonzero_bits IR); validated and timed beside it in bench/test_bench_pack.py."""
@@ -215,13 +232,13 @@ def unpack_strips(Bp, B):
 @jit()
 def product_rows(A, rows, lo, hi, Bp, bias, C, relu):
     """C[r] = A[rows[r]] @ B + bias (then ReLU if relu) for lo <= r < hi, in
-    groups of MR rows and blocks of KC of the inner dimension; B packed in
-    strips (pack_strips). A: (N, K)  rows: (>= hi,) int64  Bp: (S, K, NR)
+    groups of MR rows and blocks of KC of the inner dimension, each group's
+    kept k found once per block and its tiles reading A in place; B packed
+    in strips (pack_strips). A: (N, K)  rows: (>= hi,) int64  Bp: (S, K, NR)
     bias: (o,)  C: (>= hi, o) written, o <= S * NR."""
     K, nr = A.shape[1], Bp.shape[2]
     groups = (hi - lo + MR - 1) // MR
     ks = np.empty((groups, KC), np.int32)
-    Ap = np.empty((groups, KC * MR), A.dtype)
     counts = np.empty(groups, np.int64)
     bits = np.empty((hi, (K + 63) // 64), np.uint64)   # rows lo..hi-1 used
     for r in range(lo, hi):
@@ -230,12 +247,12 @@ def product_rows(A, rows, lo, hi, Bp, bias, C, relu):
         k1 = min(K, k0 + KC)
         for g in range(groups):
             r0 = lo + g * MR
-            counts[g] = pack_rows(A, rows, r0, min(MR, hi - r0), k0, k1, ks[g], Ap[g], bits)
+            counts[g] = kept_ks(bits, r0, min(MR, hi - r0), k0, k1, ks[g])
         for s in range(Bp.shape[0]):
             for g in range(groups):
                 r0 = lo + g * MR
-                tile_fma(Ap[g], counts[g], Bp[s], ks[g], C, r0, min(MR, hi - r0), s * nr, bias,
-                         relu and k1 == K, k0 > 0)
+                tile_rows_fma(A, rows, counts[g], Bp[s], ks[g], C, r0, min(MR, hi - r0), s * nr,
+                              bias, relu and k1 == K, k0 > 0)
 
 
 @jit()

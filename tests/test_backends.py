@@ -732,6 +732,24 @@ def test_kernel_cache_locator_answers_for_its_inner_locator():
     assert locator.get_source_stamp()[1] == numba_jit.SOURCES_DIGEST
 
 
+def test_kernel_cache_locator_tolerates_a_second_copy_of_itself(monkeypatch):
+    """The kernel sources imported under a second name (``kernels`` from the
+    source tree beside ``fastmlp.kernels``; a cached function's pickle can
+    import it) register a second locator class: each must skip the other
+    and wrap one of Numba's own, not call the other without end."""
+    from numba.core import caching
+    from fastmlp.kernels import numba_jit, numba_rows
+    original = numba_jit._KernelSourcesLocator
+    copy = type("_KernelSourcesLocator", (caching._CacheLocator,), dict(original.__dict__))
+    monkeypatch.setattr(caching.CacheImpl, "_locator_classes",
+                        [copy] + list(caching.CacheImpl._locator_classes))
+    py_func = numba_rows.softmax_row.py_func
+    for cls in (original, copy):
+        locator = cls.from_function(py_func, py_func.__code__.co_filename)
+        assert isinstance(locator, cls)
+        assert not getattr(type(locator._inner), "wraps_kernel_sources", False)
+
+
 @pytest.mark.slow
 def test_an_edited_callee_in_another_file_is_recompiled(tmp_path):
     """Numba's cache checks only the file defining a function; the backend's
