@@ -63,6 +63,7 @@ def save(path, checkpoint: Checkpoint) -> None:
         "output": "softmax",
         "dtype": str(model.dtype),
         "input_scaling": INPUT_SCALING,
+        "deskew": bool(model.deskew),
     }
     for stale in ("optimizer", "live_weights", "checksums"):  # rewritten below for these arrays
         meta.pop(stale, None)
@@ -72,7 +73,8 @@ def save(path, checkpoint: Checkpoint) -> None:
         arrays[f"b.{l}"] = model.b[l]
     if checkpoint.live is not None:
         live = checkpoint.live
-        if tuple(live.sizes) != tuple(model.sizes) or live.dtype != model.dtype:
+        if (tuple(live.sizes) != tuple(model.sizes) or live.dtype != model.dtype
+                or live.deskew != model.deskew):
             raise FastmlpError(f"{path}: live weights {live.sizes} {live.dtype} do not match "
                                f"the model's {model.sizes} {model.dtype}")
         meta["live_weights"] = True
@@ -373,7 +375,7 @@ def _verify_checksums(path, arrays, meta) -> None:
 def _mlp(meta, arrays, prefix) -> MLP:
     layers = range(len(meta["sizes"]) - 1)
     return MLP(tuple(meta["sizes"]), [arrays[f"{prefix}W.{l}"] for l in layers],
-               [arrays[f"{prefix}b.{l}"] for l in layers])
+               [arrays[f"{prefix}b.{l}"] for l in layers], deskew=meta.get("deskew", False))
 
 
 def _optimizer(meta, arrays) -> OptimizerState | None:

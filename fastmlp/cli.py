@@ -133,6 +133,10 @@ def _add_train(commands) -> None:
                             "(degrees), shift (pixels), elastic (pixels), grid (elastic control "
                             "points per side), thickness (fraction); e.g. default,elastic=0 "
                             "(default: none)")
+    train.add_argument("--deskew", action=argparse.BooleanOptionalAction, default=None,
+                       help="deskew every image by its second moments (its slant sheared "
+                            "upright) before the network sees it, in training and whenever the "
+                            "model is used; the model records it (default: off)")
     train.add_argument("--validation", type=int, metavar="N",
                        help="hold out the last N of those for tuning (reported per epoch)")
     train.add_argument("--swa-start", type=int, metavar="EPOCH",
@@ -279,6 +283,7 @@ def _announcement(args, config, state, data, n, backend) -> str:
     return (f"training {'-'.join(map(str, state.model.sizes))} {config.dtype} on {n} images "
             f"({data.source}), {config.optimizer} lr {config.lr:g} {config.schedule}, "
             f"batch {config.batch_size}, {config.epochs} epochs, backend {backend.name}"
+            + (", deskewed" if state.model.deskew else "")
             + (f", augment {config.augment}" if config.augment != "none" else "")
             + (f", dropout {config.dropout:g}" if config.dropout else "")
             + (f", SWA from epoch {config.swa_start}" if config.swa_start else "")
@@ -392,7 +397,7 @@ def _percent(record, label, key) -> str:
 # Flag name -> TrainConfig field, for the flags that define the recipe.
 _RECIPE_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "nesterov", "schedule",
                  "warmup", "weight_decay", "label_smoothing", "dropout", "seed", "dtype", "hidden", "limit", "validation",
-                 "augment", "swa_start")
+                 "augment", "swa_start", "deskew")
 
 
 def _given(args, names) -> dict:

@@ -33,10 +33,10 @@ MIN_DRAWINGS = 1
 def config_for(model: MLP, epochs: int = 3, seed: int = 0, lr: float = 2e-4) -> TrainConfig:
     """The fine-tuning recipe: AdamW at a tenth of the shipped recipe's peak
     rate (0.002 -> 2e-4, a small step from a trained model), cosine decay,
-    the default augmentation, the model's own sizes and dtype."""
+    the default augmentation, the model's own sizes, dtype and deskewing."""
     return TrainConfig(epochs=epochs, optimizer="adamw", lr=lr, schedule="cosine",
                        weight_decay=0.01, augment="default", seed=seed,
-                       hidden=model.hidden, dtype=str(model.dtype))
+                       hidden=model.hidden, dtype=str(model.dtype), deskew=model.deskew)
 
 
 def mixed_data(drawings: Drawings, mnist: Dataset, seed: int = 0,

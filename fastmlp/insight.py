@@ -58,8 +58,11 @@ class Trace:
 
 
 def trace(model: MLP, backend, x) -> Trace:
-    """x: (784,) in [0, 1] -> its Trace, by the backend's linear_forward."""
-    A = [np.ascontiguousarray(np.asarray(x, dtype=model.dtype).reshape(1, N_INPUTS))]
+    """x: (784,) in [0, 1] -> its Trace, by the backend's linear_forward. The
+    trace starts at what the first layer reads (``model.prepared``: the
+    deskewed picture for a model trained deskewed), and so do the saliency
+    and the input the GUI shows."""
+    A = [model.prepared(np.asarray(x).reshape(1, N_INPUTS))]
     last = len(model.W) - 1
     for l, (W, b) in enumerate(zip(model.W, model.b)):
         out = np.empty((1, W.shape[1]), model.dtype)

@@ -221,6 +221,7 @@ CONFIG = Obj({
     "label_smoothing": Float(0.0, 1.0, below_hi=True), "dropout": Float(0.0, 1.0, below_hi=True),
     "seed": Int(0), "dtype": Str(tuple(DTYPES)), "hidden": List(Int(1), max_len=MAX_LAYERS),
     "limit": Maybe(Int(1)), "validation": Int(0), "augment": Str(), "swa_start": Maybe(Int(1)),
+    "deskew": Bool(),
 })
 
 RECORD = Obj({
@@ -243,7 +244,7 @@ FILE = Obj({
     "format": Str((FORMAT,)), "format_version": Int(1, FORMAT_VERSION),
     "package_version": Str(), "sizes": List(Int(1), min_len=2, max_len=MAX_LAYERS + 2),
     "activation": Str(("relu",)), "output": Str(("softmax",)), "dtype": Str(tuple(DTYPES)),
-    "input_scaling": Str(), "checksums": Digests(), "live_weights": Bool(),
+    "input_scaling": Str(), "deskew": Bool(), "checksums": Digests(), "live_weights": Bool(),
     "optimizer": OPTIMIZER, "config": CONFIG, "progress": PROGRESS,
     "history": List(RECORD),
     "data": Obj({"source": Str(), "checksum": Hex()}, open=True),
@@ -268,6 +269,9 @@ def check_resumable(meta: dict, label: str, config) -> None:
     if config.dtype != meta["dtype"]:
         raise FastmlpError(f"{label}.config.dtype {config.dtype!r}: disagrees with the "
                            f"arrays' {meta['dtype']}")
+    if config.deskew != meta.get("deskew", False):
+        raise FastmlpError(f"{label}.config.deskew {config.deskew}: disagrees with the "
+                           f"model's deskew {meta.get('deskew', False)}")
     if len(meta["history"]) != meta["progress"]["epoch"]:
         raise FastmlpError(f"{label}.history: {len(meta['history'])} epoch records, but "
                            f"progress.epoch is {meta['progress']['epoch']}")

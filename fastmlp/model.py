@@ -1,4 +1,4 @@
-"""The multilayer perceptron: its layer sizes and parameters, nothing else.
+"""The multilayer perceptron: its layer sizes, its parameters, and how it reads its inputs.
 
 The maths lives in the kernels (fastmlp.kernels); this holds the arrays."""
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastmlp.deskew import deskew
 from fastmlp.errors import FastmlpError
 from fastmlp.kernels.contract import IMAGE_SIDE, N_CLASSES, N_INPUTS  # noqa: F401  (re-exported)
 
@@ -16,15 +17,18 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 @dataclass
 class MLP:
     """sizes: (784, *hidden, 10). W[l]: (sizes[l], sizes[l+1]), b[l]: (sizes[l+1],).
-    ReLU after every hidden layer, softmax after the last."""
+    ReLU after every hidden layer, softmax after the last. deskew: the
+    network was trained on deskewed images (fastmlp.deskew), so every input
+    is deskewed the same way before its first layer (``prepared``)."""
 
     sizes: tuple
     W: list
     b: list
+    deskew: bool = False
 
     @classmethod
     def init(cls, hidden=DEFAULT_HIDDEN, seed=0, dtype="float32", n_inputs=N_INPUTS,
-             n_classes=N_CLASSES):
+             n_classes=N_CLASSES, deskew=False):
         """He initialisation (He et al. 2015): W ~ N(0, 2 / fan_in), b = 0, so
         the variance of the activations neither grows nor vanishes through ReLUs."""
         sizes = layer_sizes(hidden, n_inputs, n_classes)
@@ -33,7 +37,7 @@ class MLP:
         W = [(rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)).astype(dtype)
              for fan_in, fan_out in zip(sizes[:-1], sizes[1:])]
         b = [np.zeros(fan_out, dtype) for fan_out in sizes[1:]]
-        return cls(sizes, W, b)
+        return cls(sizes, W, b, deskew=bool(deskew))
 
     @property
     def dtype(self):
@@ -43,13 +47,19 @@ class MLP:
     def hidden(self):
         return self.sizes[1:-1]
 
-    def predict_proba(self, X, backend):
-        """probs: (n, 10) for X: (n, 784) in [0, 1] (cast to the model's dtype)."""
+    def prepared(self, X) -> np.ndarray:
+        """X: (n, 784) in [0, 1] as the first layer reads it: C-contiguous in
+        the model's dtype, and deskewed if the model was trained so."""
         X = np.ascontiguousarray(np.atleast_2d(X), dtype=self.dtype)
-        return backend.forward(self.W, self.b, X)
+        return deskew(X) if self.deskew else X
+
+    def predict_proba(self, X, backend):
+        """probs: (n, 10) for X: (n, 784) in [0, 1] (``prepared`` first)."""
+        return backend.forward(self.W, self.b, self.prepared(X))
 
     def copy(self):
-        return MLP(self.sizes, [w.copy() for w in self.W], [bias.copy() for bias in self.b])
+        return MLP(self.sizes, [w.copy() for w in self.W], [bias.copy() for bias in self.b],
+                   deskew=self.deskew)
 
 
 def parameter_count(sizes) -> int:

@@ -9,7 +9,10 @@ without fastmlp:
 Gemm(X, W, b) computes X @ W + b, exactly the engine's linear layer; the
 weights are stored in the checkpoint's dtype (float32 or float64). The
 model's metadata says how inputs must be scaled and which label each output
-column is. Needs the ``onnx`` package: ``pip install "fastmlp[onnx]"``.
+column is, and (``deskew``) whether they must first be deskewed: a model
+trained with ``--deskew`` reads deskewed images, and that step
+(``fastmlp.deskew.deskew``, like normalize_digit before it) is not part of the
+graph, which is the network alone. Needs the ``onnx`` package: ``pip install "fastmlp[onnx]"``.
 """
 
 import json
@@ -73,7 +76,9 @@ def metadata(saved: checkpoint.Checkpoint) -> dict:
     scaling = own.get("input_scaling", meta.get("input_scaling", checkpoint.INPUT_SCALING))
     props = {"input_scaling": str(scaling), "classes": json.dumps(classes),
              "sizes": json.dumps(list(saved.model.sizes)), "output": "softmax probabilities",
-             "source": "fastmlp checkpoint"}
+             "source": "fastmlp checkpoint",
+             "deskew": ("true: deskew each image by its second moments (fastmlp.deskew.deskew) "
+                        "before it is input" if saved.model.deskew else "false")}
     if isinstance(meta.get("data"), dict):
         props["trained_on"] = json.dumps(meta["data"])
     return props

@@ -45,6 +45,7 @@ class TrainConfig:
     validation: int = 0
     augment: str = "none"
     swa_start: int | None = None
+    deskew: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", parse_hidden(self.hidden))
@@ -95,7 +96,7 @@ class TrainState:
         """Epoch 0 of ``config``: a freshly initialised network (MNIST's
         784 inputs and 10 classes unless told) and zeroed optimizer slots."""
         model = MLP.init(config.hidden, seed=config.seed, dtype=config.dtype,
-                         n_inputs=n_inputs, n_classes=n_classes)
+                         n_inputs=n_inputs, n_classes=n_classes, deskew=config.deskew)
         return cls(model, init_state(config.optimizer_config(), model.W, model.b))
 
     @classmethod
@@ -202,7 +203,7 @@ def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
     X, y = training_rows(data, config)
     check_memory(config, len(X), state.model.sizes[0], state.model.sizes[-1])
     X_val, y_val = validation_rows(data, config)
-    X = np.ascontiguousarray(X, dtype=config.dtype)
+    X = state.model.prepared(X)   # what the model reads: deskewed if it was made so
     spe = steps_per_epoch(len(X), config.batch_size)
     lrs_all = learning_rates(config.schedule, config.lr, spe * config.epochs, config.warmup)
     augmenter = _Augmenter(config, backend, X)

@@ -126,9 +126,9 @@ class AnswerPanel:
                                               f"({said.confidence * 100:.1f}%)")
         self._text(self.caption, text=caption)
         if saliency is None:
-            self.show_input(answer.x)
+            self.show_input(answer.seen)
         else:
-            self.show_saliency(answer.x, *saliency)
+            self.show_saliency(answer.seen, *saliency)
         for d, percent in enumerate(percentages(answer.probs)):
             top, left = d * self.bar_pitch, px(20)
             self._set.coords(self.bars, self._bar[d], left, top,

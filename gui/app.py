@@ -789,7 +789,7 @@ class DigitApp:
             self.show_error("nothing drawn to save")
             return False
         try:
-            written = drawings.save_pictures(self.canvas.image, self.answer.x, path)
+            written = drawings.save_pictures(self.canvas.image, self.answer.seen, path)
         except FastmlpError as exc:
             self.show_error(exc)
             return False

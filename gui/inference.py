@@ -16,13 +16,17 @@ from fastmlp.preprocess import normalize_digit
 
 @dataclass(frozen=True)
 class Answer:
-    """x: (784,) float32, the network input (28x28 row-major, 1 = ink).
+    """x: (784,) float32, the normalized picture (28x28 row-major, 1 = ink).
     probs: (10,) the network's softmax output.
-    seconds: wall time of model.predict_proba alone (no preprocessing)."""
+    seconds: wall time of the model alone (no normalizing): its own input
+    preparation (deskewing, for a model trained so) and the network.
+    seen: (784,) what the first layer reads, model.prepared(x): x itself, or
+    x deskewed; the panel shows it, and the saliency is over it."""
 
     x: np.ndarray
     probs: np.ndarray
     seconds: float
+    seen: np.ndarray
 
     @property
     def digit(self) -> int:
@@ -37,9 +41,10 @@ def classify(model, backend, x) -> Answer:
     """Answer for one network input x: (784,) in [0, 1]."""
     x = np.asarray(x, dtype=np.float32).reshape(N_INPUTS)
     start = time.perf_counter()
-    probs = model.predict_proba(x[None, :], backend)[0]
+    seen = model.prepared(x[None, :])
+    probs = backend.forward(model.W, model.b, seen)[0]   # = model.predict_proba(x)
     seconds = time.perf_counter() - start
-    return Answer(x, probs, seconds)
+    return Answer(x, probs, seconds, seen[0])
 
 
 def classify_picture(model, backend, picture, name="drawing") -> Answer:

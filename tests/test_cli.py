@@ -307,7 +307,7 @@ def one_epoch(tmp_path_factory):
 @pytest.mark.parametrize("flag", [("--lr", 0.5), ("--optimizer", "sgd"), ("--seed", 4),
                                   ("--hidden", "32"), ("--batch-size", 7), ("--limit", 999),
                                   ("--schedule", "cosine"), ("--dtype", "float64"),
-                                  ("--swa-start", 1)],
+                                  ("--swa-start", 1), ("--deskew",)],
                          ids=lambda f: f[0])
 def test_resume_with_conflicting_flag(one_epoch, flag):
     before = one_epoch.read_bytes()
