@@ -308,6 +308,12 @@ def _augment(X, A, D, thickness, out, u, v, image, rows, col_weights, side, stri
             _thicken(Y, thickness[i], top, bottom, H, out[i], side)
 
 
+def _read_only(a):
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
 def augment(X, A, D, thickness, out):
     """out = thicken(warp(X, A, D), thickness), image by image (the equations
     are in kernels/augment_numpy.py).
@@ -333,7 +339,10 @@ def augment(X, A, D, thickness, out):
                          "of X's shape and dtype")
     if np.shares_memory(X, out):
         raise ValueError("augment: out must not overlap X")
-    X = np.ascontiguousarray(X)
+    # Read-only views of the inputs: one compiled specialization whether the
+    # caller's arrays are writable or not (Numba types the two apart; the
+    # training set is read-only, a deskewed copy of it is not).
+    X, A, D, thickness = (_read_only(a) for a in (np.ascontiguousarray(X), A, D, thickness))
     u, v, image, rows, col_weights = _pixel_tables(X[:0], D.shape[1])
     _augment(X, A, D, thickness, out, u, v, image, rows, col_weights, IMAGE_SIDE, STRIDE)
     return out

@@ -20,6 +20,9 @@ modules for how they are made fast:
   numba_threads.py all threads or one, whichever is faster right now
   numba_jit.py     the decorator, and the cache guard that recompiles when
                    any kernel source changes
+  numba_compile.py on a cold cache, a helper process compiling the side
+                   kernels (one image; augment) while this one compiles
+                   the training worker
   this module      the contract's wrappers: argument checks, packing the
                    parameters into the kernels' layout, the thread policy
 
@@ -34,6 +37,8 @@ import time
 import numpy as np
 
 from .augment_numba import augment  # noqa: F401  (the augment op: kernels/augment_numba.py)
+from .augment_numba import _augment as _augment_kernel
+from .numba_compile import CompileHelper
 from .contract import N_INPUTS, OPTIMIZER_SLOTS, OptimizerConfig, layer_sizes, slot_key
 from .numba_rows import (adam_span, column_sums, momentum_span, relu_backward_flat, sgd_span,
                          softmax_cross_entropy_rows, update_span)
@@ -244,33 +249,65 @@ def train_batches(W, b, slots, step, X, y, order, batch_size, first, stop, lrs, 
 # ------------------------------------------------------------- readiness
 
 _READY = set()
+_AUGMENT_KERNELS = [_augment_kernel]   # the augment op's entry; its callees compile with it
 
 
 def prepare(dtype, augment=False):
     """Compile (or load from the cache) every kernel that training and
     inference in ``dtype`` run, by calling them once on a tiny network, and
-    the augment op's if ``augment``. Later calls for the same work return at once."""
+    the augment op's if ``augment``. Later calls for the same work return at
+    once. On a cold cache the side kernels (one image; augment) compile in a
+    helper process meanwhile (kernels/numba_compile.py)."""
+    dtype = np.dtype(dtype)
+    augment = augment and (dtype, "augment") not in _READY
+    if not augment and dtype in _READY:
+        return
+    side = [forward_few, linear_few, backward_few] if dtype not in _READY else []
+    helper = CompileHelper(__name__, dtype, augment, side + (_AUGMENT_KERNELS if augment else []))
+    if dtype not in _READY:
+        _prepare_worker(dtype)
+    helper.wait()
+    prepare_side(dtype, augment)
+
+
+def prepare_side(dtype, augment):
+    """The one-image kernels (unless ready) and, if ``augment``, the augment
+    op; what CompileHelper's process runs, and this process after it."""
     dtype = np.dtype(dtype)
     if augment and (dtype, "augment") not in _READY:
         _prepare_augment(dtype)
         _READY.add((dtype, "augment"))
-    if dtype in _READY:
-        return
+    if dtype not in _READY:
+        _prepare_one_image(dtype)
+        _READY.add(dtype)
+
+
+def _tiny(dtype):
+    """A 20-8-3 network and 6 rows: what the preparation runs the kernels on."""
     rng = np.random.default_rng(0)
     sizes = (20, 8, 3)
     W = [rng.standard_normal((i, o)).astype(dtype) for i, o in zip(sizes[:-1], sizes[1:])]
     b = [np.zeros(o, dtype) for o in sizes[1:]]
-    X = rng.random((6, sizes[0])).astype(dtype)
-    y = np.arange(6, dtype=np.int64) % sizes[-1]
+    return W, b, rng.random((6, sizes[0])).astype(dtype)
+
+
+def _prepare_worker(dtype):
+    """batch_worker, by training and by inferring (INFER) on the tiny network."""
+    W, b, X = _tiny(dtype)
+    y = np.arange(6, dtype=np.int64) % 3
     opt = OptimizerConfig(name="sgd", momentum=0.0)
     train_batches(W, b, {}, 0, X, y, np.arange(6, dtype=np.int64), 3, 0, 2, np.full(2, 0.01), opt)
-    forward(W, b, X[:1])                                # one image: forward_few
-    # the GUI's trace and saliency of one image: linear_few, backward_few
-    linear_forward(X[:1], W[0], b[0], np.empty((1, sizes[1]), dtype), True)
-    linear_backward(X[:1], W[0], np.ones((1, sizes[1]), dtype), np.empty_like(W[0]),
-                    np.empty_like(b[0]), np.empty((1, sizes[0]), dtype))
-    forward(W, b, np.concatenate([X] * (FEW_ROWS // len(X) + 1)))   # batch_worker, INFER
-    _READY.add(dtype)
+    forward(W, b, np.concatenate([X] * (FEW_ROWS // len(X) + 1)))
+
+
+def _prepare_one_image(dtype):
+    """forward_few (one image), and the GUI's trace and saliency of one image:
+    linear_few, backward_few."""
+    W, b, X = _tiny(dtype)
+    forward(W, b, X[:1])
+    linear_forward(X[:1], W[0], b[0], np.empty((1, W[0].shape[1]), dtype), True)
+    linear_backward(X[:1], W[0], np.ones((1, W[0].shape[1]), dtype), np.empty_like(W[0]),
+                    np.empty_like(b[0]), np.empty((1, W[0].shape[0]), dtype))
 
 
 def _prepare_augment(dtype):

@@ -201,6 +201,28 @@ def test_numba_results_do_not_depend_on_threads_or_batching(fast, digits):
         numba.set_num_threads(threads)
 
 
+def test_numba_compiles_once_for_writable_and_read_only_inputs(fast, digits):
+    """Regression: the training set is read-only and a deskewed copy of it
+    is not; Numba types the two apart, so the op compiled a second
+    specialization inside the first timed epoch (6 s of a cold run) after
+    prepare() had compiled the other. It now reads every input as read-only."""
+    pytest.importorskip("numba")
+    from fastmlp.kernels import numba_backend
+    from fastmlp.kernels.augment_numba import _augment
+    n = 3
+    params = (np.zeros((n, 2, 3), np.float32), np.zeros((n, 4, 4, 2), np.float32),
+              np.zeros(n, np.float32))
+    frozen = np.ascontiguousarray(digits[:n], np.float32)
+    frozen.flags.writeable = False
+    for X in (frozen, frozen.copy()):
+        for p in (params, tuple(a.copy() for a in params)):
+            for a in p:
+                a.flags.writeable = X.flags.writeable
+            numba_backend.augment(X, *p, np.empty((n, 784), np.float32))
+    float32 = [sig for sig in _augment.signatures if str(sig[0].dtype) == "float32"]
+    assert len(float32) == 1
+
+
 def test_numba_rejects_bad_arrays(fast, digits):
     X = digits[:4]
     A, D, t = identity(4)

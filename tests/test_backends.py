@@ -751,6 +751,25 @@ def test_kernel_cache_locator_tolerates_a_second_copy_of_itself(monkeypatch):
 
 
 @pytest.mark.slow
+def test_on_a_cold_cache_the_side_kernels_compile_in_a_helper_process(tmp_path):
+    """kernels/numba_compile.py: prepare() on a fresh cache compiles the
+    training worker here while a second process compiles the one-image
+    kernels into the cache, so this process loads those (a cache hit, no
+    compile of its own) instead of compiling them after the worker."""
+    code = ("import numpy as np; from fastmlp.kernels import numba_backend as nb, numba_train as t; "
+            "nb.prepare(np.float32); "
+            "print([(sum(d.stats.cache_hits.values()), sum(d.stats.cache_misses.values())) "
+            "for d in (t.forward_few, t.linear_few, t.backward_few, t.batch_worker)])")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert done.returncode == 0, done.stderr
+    *side, worker = eval(done.stdout.strip().splitlines()[-1])
+    assert side == [(1, 0)] * 3      # loaded from what the helper compiled
+    assert worker == (0, 1)          # compiled here
+
+
+@pytest.mark.slow
 def test_an_edited_callee_in_another_file_is_recompiled(tmp_path):
     """Numba's cache checks only the file defining a function; the backend's
     stamp covers every kernel source. batch_worker (numba_train.py) calls
