@@ -156,11 +156,7 @@ def tile_plain(Ap, count, Bs, ks, C, c0, nrows, j0, bias, relu, accumulate):
             for j in range(width):
                 c[j0 + j] += a * b[j]
     if relu:
-        for q in range(nrows):
-            c = C[c0 + q]
-            for j in range(width):
-                if c[j0 + j] < 0:
-                    c[j0 + j] = 0
+        relu_tile(C, c0, nrows, j0, width)
 
 
 @jit()
@@ -179,11 +175,17 @@ def tile_rows_plain(A, rows, count, Bs, ks, C, c0, nrows, j0, bias, relu, accumu
             for j in range(width):
                 c[j0 + j] += a * Bs[k, j]
     if relu:
-        for q in range(nrows):
-            c = C[c0 + q]
-            for j in range(width):
-                if c[j0 + j] < 0:
-                    c[j0 + j] = 0
+        relu_tile(C, c0, nrows, j0, width)
+
+
+@jit(inline=True)
+def relu_tile(C, c0, nrows, j0, width):
+    """C[c0:c0 + nrows, j0:j0 + width] = max(., 0): the plain tiles' ReLU."""
+    for q in range(nrows):
+        c = C[c0 + q]
+        for j in range(width):
+            if c[j0 + j] < 0:
+                c[j0 + j] = 0
 
 
 @jit()
