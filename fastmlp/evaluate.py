@@ -8,16 +8,18 @@ import numpy as np
 EVAL_BATCH = 10_000
 
 
-def predict_proba(model, X, backend) -> np.ndarray:
-    """probs: (n, 10) for X: (n, 784), in batches of EVAL_BATCH rows."""
-    X = np.ascontiguousarray(X, dtype=model.dtype)
-    return np.concatenate([model.predict_proba(X[i:i + EVAL_BATCH], backend)
+def predict_proba(model, X, backend, prepared=False) -> np.ndarray:
+    """probs: (n, 10) for X: (n, 784), in batches of EVAL_BATCH rows.
+    prepared: X is already ``model.prepared`` (training evaluates the same
+    sets every epoch and deskews them once, not every time)."""
+    X = X if prepared else model.prepared(X)
+    return np.concatenate([backend.forward(model.W, model.b, X[i:i + EVAL_BATCH])
                            for i in range(0, len(X), EVAL_BATCH)])
 
 
-def accuracy(model, X, y, backend) -> float:
+def accuracy(model, X, y, backend, prepared=False) -> float:
     """Fraction of rows of X whose most probable class is y."""
-    return float((predict_proba(model, X, backend).argmax(axis=1) == y).mean())
+    return float((predict_proba(model, X, backend, prepared).argmax(axis=1) == y).mean())
 
 
 @dataclass

@@ -57,12 +57,13 @@ class Trace:
         return e / e.sum()
 
 
-def trace(model: MLP, backend, x) -> Trace:
+def trace(model: MLP, backend, x, prepared=False) -> Trace:
     """x: (784,) in [0, 1] -> its Trace, by the backend's linear_forward. The
     trace starts at what the first layer reads (``model.prepared``: the
-    deskewed picture for a model trained deskewed), and so do the saliency
-    and the input the GUI shows."""
-    A = [model.prepared(np.asarray(x).reshape(1, N_INPUTS))]
+    deskewed picture for a model trained deskewed), and so does the
+    saliency. prepared: x is that already (the GUI's Answer.seen)."""
+    x = np.asarray(x).reshape(1, N_INPUTS)
+    A = [np.ascontiguousarray(x, dtype=model.dtype) if prepared else model.prepared(x)]
     last = len(model.W) - 1
     for l, (W, b) in enumerate(zip(model.W, model.b)):
         out = np.empty((1, W.shape[1]), model.dtype)

@@ -202,8 +202,11 @@ def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
     Raises Diverged on a non-finite loss."""
     X, y = training_rows(data, config)
     check_memory(config, len(X), state.model.sizes[0], state.model.sizes[-1])
-    X_val, y_val = validation_rows(data, config)
-    X = state.model.prepared(X)   # what the model reads: deskewed if it was made so
+    # What the model reads (deskewed if it was made so), once for the whole run.
+    X = state.model.prepared(X)
+    splits = {"test": (data.X_test, data.y_test), "validation": validation_rows(data, config)}
+    splits = {name: (state.model.prepared(X_split), y_split)
+              for name, (X_split, y_split) in splits.items() if len(X_split)}
     spe = steps_per_epoch(len(X), config.batch_size)
     lrs_all = learning_rates(config.schedule, config.lr, spe * config.epochs, config.warmup)
     augmenter = _Augmenter(config, backend, X)
@@ -218,7 +221,7 @@ def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
         if not train_steps(config, backend, state, X_epoch, y, order, lrs, dropout,
                            on_chunk=on_chunk, should_stop=should_stop):
             return "stopped"
-        record = finish_epoch(config, data, backend, state, len(X), (X_val, y_val))
+        record = finish_epoch(config, backend, state, len(X), splits)
         if on_epoch:
             on_epoch(state, record)
     return "done"
@@ -285,24 +288,22 @@ def train_steps(config: TrainConfig, backend, state: TrainState, X, y, order, lr
     return True
 
 
-def finish_epoch(config: TrainConfig, data, backend, state: TrainState, n: int,
-                 validation) -> dict:
+def finish_epoch(config: TrainConfig, backend, state: TrainState, n: int, splits) -> dict:
     """Close the epoch whose batches are all done: its record (see run) with
     the accuracies, the SWA average updated, the record appended to
     state.history, and state moved to the start of the next epoch.
-    n: the rows trained on; validation: the held-out (X, y), maybe empty."""
+    n: the rows trained on; splits: {"test", "validation"} -> (X, y), those
+    the data has, X already ``state.model.prepared``."""
     record = {"epoch": state.epoch + 1, "loss": state.loss_sum / n,
               "train_accuracy": state.correct / n, "seconds": state.seconds}
     # A data set without a test split (the Python API's arrays) has no test accuracy.
-    splits = {"test": (data.X_test, data.y_test), "validation": validation}
-    splits = {name: split for name, split in splits.items() if len(split[0])}
     for name, (X_split, y_split) in splits.items():
-        record[f"{name}_accuracy"] = accuracy(state.model, X_split, y_split, backend)
+        record[f"{name}_accuracy"] = accuracy(state.model, X_split, y_split, backend, True)
     count = epochs_averaged(config, state.epoch + 1)
     if count:
         state.swa, state.swa_count = average_in(state.swa, state.model, count), count
         for name, (X_split, y_split) in splits.items():
-            record[f"swa_{name}_accuracy"] = accuracy(state.swa, X_split, y_split, backend)
+            record[f"swa_{name}_accuracy"] = accuracy(state.swa, X_split, y_split, backend, True)
     state.history.append(record)
     state.epoch, state.step, state.loss_sum, state.correct, state.seconds = state.epoch + 1, 0, 0.0, 0, 0.0
     return record

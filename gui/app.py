@@ -349,7 +349,7 @@ class DigitApp:
         """The live panels for ``answer``: every layer's activations; returns
         None, or with Why? on (saliency: (784,), digit) for the answer panel,
         the chosen digit being the answer's unless a bar was clicked."""
-        self.trace = insight.trace(self.model, self.backend, answer.x)
+        self.trace = insight.trace(self.model, self.backend, answer.seen, prepared=True)
         self.inside.show(self.trace)
         if not self.why_var.get():
             return None

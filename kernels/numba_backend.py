@@ -248,6 +248,9 @@ def train_batches(W, b, slots, step, X, y, order, batch_size, first, stop, lrs, 
 
 # ------------------------------------------------------------- readiness
 
+# (dtype, part) for the parts prepared in this process: "worker" (training
+# and batched inference), "one image" (forward_few, linear_few, backward_few),
+# "augment" (the augment op).
 _READY = set()
 _AUGMENT_KERNELS = [_augment_kernel]   # the augment op's entry; its callees compile with it
 
@@ -259,27 +262,28 @@ def prepare(dtype, augment=False):
     once. On a cold cache the side kernels (one image; augment) compile in a
     helper process meanwhile (kernels/numba_compile.py)."""
     dtype = np.dtype(dtype)
-    augment = augment and (dtype, "augment") not in _READY
-    if not augment and dtype in _READY:
+    side = ([forward_few, linear_few, backward_few] if (dtype, "one image") not in _READY else [])
+    side += _AUGMENT_KERNELS if augment and (dtype, "augment") not in _READY else []
+    if not side and (dtype, "worker") in _READY:
         return
-    side = [forward_few, linear_few, backward_few] if dtype not in _READY else []
-    helper = CompileHelper(__name__, dtype, augment, side + (_AUGMENT_KERNELS if augment else []))
-    if dtype not in _READY:
+    helper = CompileHelper(__name__, dtype, augment, side)
+    if (dtype, "worker") not in _READY:
         _prepare_worker(dtype)
+        _READY.add((dtype, "worker"))
     helper.wait()
     prepare_side(dtype, augment)
 
 
 def prepare_side(dtype, augment):
-    """The one-image kernels (unless ready) and, if ``augment``, the augment
-    op; what CompileHelper's process runs, and this process after it."""
+    """The one-image kernels and, if ``augment``, the augment op, those not
+    ready yet: what CompileHelper's process runs, and this process after it."""
     dtype = np.dtype(dtype)
     if augment and (dtype, "augment") not in _READY:
         _prepare_augment(dtype)
         _READY.add((dtype, "augment"))
-    if dtype not in _READY:
+    if (dtype, "one image") not in _READY:
         _prepare_one_image(dtype)
-        _READY.add(dtype)
+        _READY.add((dtype, "one image"))
 
 
 def _tiny(dtype):

@@ -14,6 +14,7 @@ does changes a result; if it fails or is not there, this process compiles
 them itself, as before.
 """
 
+import atexit
 import os
 import subprocess
 import sys
@@ -48,6 +49,16 @@ class CompileHelper:
                                             stderr=subprocess.DEVNULL)
         except OSError:   # no interpreter to start: compile here, as before
             self.process = None
+            return
+        # A process that exits first (a bad flag, the window closed) takes the
+        # helper with it: Numba writes each cache file whole (a rename), so a
+        # kill leaves no half-written entry.
+        atexit.register(self._stop)
+
+    def _stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
     def wait(self) -> None:
         if self.process is None:
@@ -55,5 +66,4 @@ class CompileHelper:
         try:
             self.process.wait(timeout=self.TIMEOUT)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            self._stop()

@@ -153,6 +153,9 @@ def test_the_inside_view_traces_what_the_first_layer_reads(digits):
     np.testing.assert_array_equal(traced.x, deskew(digits[0]))
     np.testing.assert_allclose(traced.probs, model.predict_proba(digits[0], backend)[0],
                                rtol=1e-5, atol=1e-7)
+    again = insight.trace(model, backend, deskew(digits[0]), prepared=True)   # the GUI's call
+    for a, b in zip(again.layers, traced.layers):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_the_app_answers_from_and_shows_the_deskewed_picture(digits):
