@@ -19,7 +19,7 @@ itself, so its stroke width grows with the digit like MNIST's does. It
 separates what the round trip through the canvas costs from what the pen
 width costs.
 
-    python bench/drawn_digits.py [--model PATH] [--n 300] [--seed 0] [--json]
+    python bench/drawn_digits.py [--model PATH] [--n 300] [--seed 0] [--split test|validation] [--json]
 
 Prints a markdown table of accuracy per condition (pen width x size x
 position) next to the plain test accuracy. Importable: ``measure()`` and
@@ -167,15 +167,20 @@ def conditions():
     return [(pen, size, position) for pen in PENS for size in SIZES for position in POSITIONS]
 
 
-def measure(model, backend, data, n: int, seed: int = 0) -> dict:
-    """Accuracy of ``model`` on the same ``n`` random test digits redrawn under
-    every condition; also the plain accuracy on those n and on the whole set."""
+def measure(model, backend, data, n: int, seed: int = 0, split: str = "test") -> dict:
+    """Accuracy of ``model`` on the same ``n`` random digits redrawn under
+    every condition; also the plain accuracy on those n and on the whole set.
+    The digits are the test set's, or (split "validation", for choosing a
+    training recipe without looking at the test set) the last 10,000
+    training images (train with --validation 10000 for that)."""
     rng = np.random.default_rng(seed)
-    rows = rng.choice(len(data.X_test), size=n, replace=False)
-    digits = data.X_test[rows].reshape(n, 28, 28)
-    labels = data.y_test[rows]
-    plain_subset = np.mean([classify(model, backend, data.X_test[r]).digit == data.y_test[r] for r in rows])
-    plain_full = float((model.predict_proba(data.X_test, backend).argmax(axis=1) == data.y_test).mean())
+    X, y = (data.X_test, data.y_test) if split == "test" else (data.X_train[-10000:],
+                                                               data.y_train[-10000:])
+    rows = rng.choice(len(X), size=n, replace=False)
+    digits = X[rows].reshape(n, 28, 28)
+    labels = y[rows]
+    plain_subset = np.mean([classify(model, backend, X[r]).digit == y[r] for r in rows])
+    plain_full = float((model.predict_proba(X, backend).argmax(axis=1) == y).mean())
     results = []
     for pen, size_name, position in conditions():
         low, high = SIZES[size_name]
@@ -185,7 +190,7 @@ def measure(model, backend, data, n: int, seed: int = 0) -> dict:
             correct += classify_picture(model, backend, image).digit == label
         results.append({"pen": pen, "size": size_name, "position": position,
                         "accuracy": correct / n})
-    return {"n": n, "seed": seed, "plain_accuracy_full": plain_full,
+    return {"n": n, "seed": seed, "split": split, "plain_accuracy_full": plain_full,
             "plain_accuracy_subset": float(plain_subset), "conditions": results}
 
 
@@ -202,20 +207,24 @@ def markdown(report: dict) -> str:
         lines.append("| " + " | ".join([name] + [f"{v * 100:.1f}%" for v in values]
                                        + [f"{np.mean(values) * 100:.1f}%"]) + " |")
     lines.append("")
-    lines.append(f"Plain MNIST test accuracy: {report['plain_accuracy_full'] * 100:.2f}% "
+    lines.append(f"Plain MNIST {report.get('split', 'test')} accuracy: "
+                 f"{report['plain_accuracy_full'] * 100:.2f}% "
                  f"(10,000 images); {report['plain_accuracy_subset'] * 100:.1f}% on the "
                  f"{report['n']} images redrawn above (seed {report['seed']}).")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    args = picturebench.parser(__doc__.splitlines()[0], n=300).parse_args(argv)
+    args = picturebench.parser(__doc__.splitlines()[0], n=300)
+    args.add_argument("--split", choices=("test", "validation"), default="test",
+                      help="digits from the test set, or from the last 10,000 training images")
+    args = args.parse_args(argv)
     setup = picturebench.ready(args, "drawn_digits")
     if setup is None:
         return 2
     model, backend, data = setup
     start = time.perf_counter()
-    report = measure(model, backend, data, args.n, args.seed)
+    report = measure(model, backend, data, args.n, args.seed, args.split)
     report["model"] = args.model
     report["seconds"] = round(time.perf_counter() - start, 1)
     print(json.dumps(report, indent=2) if args.json else markdown(report))

@@ -14,7 +14,8 @@ Per image, the output pixel p = (row, col) samples the source at
 
 d a smooth random displacement (elastic distortion, Simard et al. 2003), and
 the result is then thickened or thinned by a fraction t of a 3x3 grey
-dilation or erosion.
+dilation or erosion. Before all that, a fraction of the images may be
+re-drawn with a pen along their centre lines (kernels/pen_numpy.py).
 """
 
 import dataclasses
@@ -35,7 +36,14 @@ _LIMITS = {
     "elastic": (0, 14, True, "pixels in [0, 14]"),
     "grid": (2, IMAGE_SIDE, True, f"an integer in [2, {IMAGE_SIDE}]"),
     "thickness": (0, 1, True, "a fraction in [0, 1]"),
+    "pen": (0, 1, True, "a fraction of the images in [0, 1]"),
 }
+# The pen's radius, uniform in this range (pixels of the 28x28 image): from
+# a fine pen (a 1-px line) to a marker (5 px), as the app's pen widths
+# (4..40 px on the 280-px canvas) come out for digits of 100 to 250 px.
+PEN_RADII = (0.5, 2.5)
+# The centre lines are traced on a grid of twice the image's side: 56 x 56.
+PEN_LINE_PIXELS = 4 * IMAGE_SIDE * IMAGE_SIDE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +60,11 @@ class AugmentConfig:
                smoother: neighbouring points are 27 / (grid - 1) pixels apart);
     thickness  t uniform in [-thickness, thickness]: t > 0 moves the image a
                fraction t towards its 3x3 dilation (thicker strokes), t < 0
-               towards its erosion (thinner).
+               towards its erosion (thinner);
+    pen        the fraction of images re-drawn, before the warp, along the
+               centre line of their ink with a round pen of radius uniform
+               in PEN_RADII (a backend's skeleton and pen_strokes ops): one
+               stroke width across the digit, as drawn in the app.
     """
 
     rotate: float = 0.0
@@ -62,6 +74,7 @@ class AugmentConfig:
     elastic: float = 0.0
     grid: int = 4
     thickness: float = 0.0
+    pen: float = 0.0
 
     def __post_init__(self):
         for key in _LIMITS:
@@ -110,7 +123,7 @@ def parse(spec: str) -> AugmentConfig:
     preset ("default", "none") or key=value, applied left to right from
     "none". So "rotate=10" rotates only, "default,elastic=0" is the default
     without the elastic distortion. Keys: rotate, scale, shear, shift,
-    elastic, grid, thickness. A bad item is a one-line FastmlpError."""
+    elastic, grid, thickness, pen. A bad item is a one-line FastmlpError."""
     values = dataclasses.asdict(NONE)
     items = [item.strip() for item in str(spec).split(",")]
     if not any(items):
@@ -146,19 +159,24 @@ class AugmentParams:
     D: (n, G, G, 2) float32, the elastic control grids (row, col
        displacements in pixels), upsampled bilinearly by the kernel.
     thickness: (n,) float32, t per image.
+    radius: (n,) float32, the pen's radius per image; 0: the image is kept
+       as it is (not re-drawn).
     """
 
     A: np.ndarray
     D: np.ndarray
     thickness: np.ndarray
+    radius: np.ndarray
 
 
 def sample_params(config: AugmentConfig, n: int, rng: np.random.Generator) -> AugmentParams:
     """Draw the parameters of n images from rng, in a fixed order: angles,
     zooms, shears, shifts, thicknesses (each drawn even at strength 0), then
-    the elastic grids (skipped at strength 0: they are most of the numbers;
-    drawn last, so that changes nothing else). Turning a change off thus
-    leaves the others' random numbers as they were.
+    the elastic grids (skipped at strength 0: they are most of the numbers),
+    then which images the pen re-draws and its radii (skipped at pen 0).
+    The skipped ones come last, so that skipping them changes nothing
+    else: turning a change off leaves the others' random numbers as they
+    were (and runs from before the pen existed see the same numbers).
 
     The forward map (source -> output, about the centre c) is
         p_out = F (p_src - c) + c + shift,   F = R(angle) Shear(shear) zoom,
@@ -189,7 +207,11 @@ def sample_params(config: AugmentConfig, n: int, rng: np.random.Generator) -> Au
     A[:, 1, 1] = (cos - tan * sin) / zoom
     for row in (0, 1):
         A[:, row, 2] = -(A[:, row, 0] * shift[:, 0] + A[:, row, 1] * shift[:, 1])
-    return AugmentParams(A.astype(np.float32), D, thickness)
+    radius = np.zeros(n, np.float32)
+    if config.pen:
+        drawn = rng.random(n) < config.pen
+        radius[drawn] = rng.uniform(*PEN_RADII, int(drawn.sum()))
+    return AugmentParams(A.astype(np.float32), D, thickness, radius)
 
 
 def epoch_rng(seed: int, epoch: int) -> np.random.Generator:

@@ -131,7 +131,9 @@ def _add_train(commands) -> None:
                        help="augment the training images anew every epoch: default, none, or "
                             "key=value,... with keys rotate (degrees), scale (fraction), shear "
                             "(degrees), shift (pixels), elastic (pixels), grid (elastic control "
-                            "points per side), thickness (fraction); e.g. default,elastic=0 "
+                            "points per side), thickness (fraction), pen (fraction of images "
+                            "re-drawn along their centre lines with a round pen); e.g. "
+                            "default,elastic=0 or default,pen=0.25 "
                             "(default: none)")
     train.add_argument("--deskew", action=argparse.BooleanOptionalAction, default=None,
                        help="deskew every image by its second moments (its slant sheared "
@@ -227,7 +229,8 @@ def _train(args, out: Path) -> int:
     try:
         with stop:
             status = train.run(config, data, backend, state, on_chunk=on_chunk,
-                               on_epoch=on_epoch, should_stop=stop.requested)
+                               on_epoch=on_epoch, should_stop=stop.requested,
+                               on_notice=_notice(quiet=args.quiet))
     except train.Diverged as exc:
         saved_epochs = f"{out} (epoch {state.epoch})" if state.epoch and out.exists() else "none"
         raise FastmlpError(f"{exc}; last good checkpoint: {saved_epochs}") from None
@@ -252,7 +255,7 @@ def _train(args, out: Path) -> int:
 def _set_up_training(args):
     """(config, state, backend, data, wait_until_ready) of the run the flags
     ask for, every check that can fail done before the first large allocation."""
-    from fastmlp import checkpoint, train
+    from fastmlp import augmentation, checkpoint, train
     from fastmlp.data import load_dataset
     from fastmlp.kernels import get_backend
     from fastmlp.model import N_INPUTS
@@ -261,7 +264,8 @@ def _set_up_training(args):
     config, state = _recipe(args, saved)
     backend = get_backend(args.backend)
     # compiles while the data loads; the augment kernels too if this run uses them
-    wait_until_ready = _get_ready(backend, config.dtype, augment=config.augment != "none")
+    wait_until_ready = _get_ready(backend, config.dtype, augment=config.augment != "none",
+                                  pen=augmentation.parse(config.augment).pen > 0)
     data = load_dataset(args.data, dtype=config.dtype)
     if args.resume and saved.meta.get("data", {}).get("checksum") != data.checksum:
         raise FastmlpError(f"{args.resume}: was trained on other data than {data.source}")
@@ -367,8 +371,16 @@ def _write_log(log, path, record) -> None:
         raise FastmlpError(f"--log {path}: cannot write ({exc.strerror or exc})") from None
 
 
-def _get_ready(backend, dtype, augment=False):
-    """Start ``backend.prepare(dtype, augment)`` in a background thread now, so that a
+def _notice(quiet):
+    """train.run's on_notice: one line on stderr (none with --quiet)."""
+    def notice(message):
+        if not quiet:
+            print(message, file=sys.stderr, flush=True)
+    return notice
+
+
+def _get_ready(backend, dtype, augment=False, pen=False):
+    """Start ``backend.prepare(dtype, augment, pen)`` in a background thread now, so that a
     compile overlaps loading the data, and return ``wait_until_ready()`` to
     call just before the kernels first run. It blocks until they are ready,
     raising a failure as the usual one-line FastmlpError, and announces a wait
@@ -376,7 +388,7 @@ def _get_ready(backend, dtype, augment=False):
     never a silent pause, and never compile time inside a timed epoch."""
     from fastmlp.readiness import Preparation
 
-    preparation = Preparation(backend.name, dtype, lambda: backend, augment=augment)
+    preparation = Preparation(backend.name, dtype, lambda: backend, augment=augment, pen=pen)
 
     def wait_until_ready():
         if not preparation.wait(NOTICE_AFTER):

@@ -18,12 +18,17 @@ import numpy as np
 from fastmlp.errors import FastmlpError
 
 
-def prepare(backend, dtype, augment=False) -> None:
-    """``backend.prepare(dtype, augment=augment)``, any failure (a Numba compile
+def prepare(backend, dtype, augment=False, pen=False) -> None:
+    """``backend.prepare(dtype, augment=augment, pen=pen)``, any failure (a Numba compile
     error is many lines) raised as a one-line FastmlpError naming the backend."""
     dtype = np.dtype(dtype)
     try:
-        backend.prepare(dtype, augment=augment) if augment else backend.prepare(dtype)
+        if pen:
+            backend.prepare(dtype, augment=augment, pen=pen)
+        elif augment:
+            backend.prepare(dtype, augment=augment)
+        else:
+            backend.prepare(dtype)
     except FastmlpError:
         raise
     except Exception as exc:
@@ -43,8 +48,8 @@ class Preparation:
     is a daemon: a process that exits early (a bad flag, the window closed)
     does not wait for a compile it no longer needs."""
 
-    def __init__(self, name: str, dtype, load, augment=False):
-        self.name, self.dtype, self.augment = name, np.dtype(dtype), augment
+    def __init__(self, name: str, dtype, load, augment=False, pen=False):
+        self.name, self.dtype, self.augment, self.pen = name, np.dtype(dtype), augment, pen
         self.backend = None  # set once ready
         self.error: FastmlpError | None = None
         self.seconds: float | None = None
@@ -56,7 +61,7 @@ class Preparation:
     def _run(self, load) -> None:
         try:
             backend = load()
-            prepare(backend, self.dtype, self.augment)
+            prepare(backend, self.dtype, self.augment, self.pen)
             self.backend = backend
         except FastmlpError as exc:  # from load (an import failure) or prepare
             self.error = exc

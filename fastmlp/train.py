@@ -189,7 +189,7 @@ class Diverged(FastmlpError):
 
 
 def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
-        on_epoch=None, should_stop=lambda: False) -> str:
+        on_epoch=None, should_stop=lambda: False, on_notice=None) -> str:
     """Train ``state`` up to ``config.epochs`` epochs on ``data`` (a Dataset).
     on_chunk(state, rows_done, chunk_loss) after every backend call;
     on_epoch(state, record) after every epoch, record = {"epoch", "loss",
@@ -198,6 +198,8 @@ def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
     empty), plus "validation_accuracy" with
     ``config.validation``, and "swa_test_accuracy" ("swa_validation_accuracy")
     of the SWA average once it exists. The run's model is ``state.result``.
+    on_notice(message) before one-off work that can take seconds (tracing the
+    training digits' centre lines for --augment pen).
     Returns "done" or "stopped" (should_stop() became true between chunks).
     Raises Diverged on a non-finite loss."""
     X, y = training_rows(data, config)
@@ -209,7 +211,7 @@ def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
               for name, (X_split, y_split) in splits.items() if len(X_split)}
     spe = steps_per_epoch(len(X), config.batch_size)
     lrs_all = learning_rates(config.schedule, config.lr, spe * config.epochs, config.warmup)
-    augmenter = _Augmenter(config, backend, X)
+    augmenter = _Augmenter(config, backend, X, on_notice or (lambda message: None))
 
     while state.epoch < config.epochs:
         if augmenter.enabled and should_stop():
@@ -229,13 +231,21 @@ def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
 
 class _Augmenter:
     """The epoch's augmented copy of the training images (with
-    ``config.augment``), written into one buffer reused every epoch."""
+    ``config.augment``), written into one buffer reused every epoch; with
+    the pen, the images' centre lines, traced once, and a second buffer for
+    the re-drawn images the warp reads."""
 
-    def __init__(self, config: TrainConfig, backend, X):
+    def __init__(self, config: TrainConfig, backend, X, on_notice):
         self.config, self.backend, self.X = config, backend, X
         self.spec = augmentation.parse(config.augment)
         self.enabled = self.spec.enabled
         self.out = np.empty_like(X) if self.enabled else None
+        self.lines = self.drawn = None
+        if self.spec.pen:
+            on_notice(f"tracing the centre lines of {len(X):,} training digits for the pen "
+                      f"(once per run)...")
+            self.lines = backend.skeleton(X, np.empty((len(X), augmentation.PEN_LINE_PIXELS), np.uint8))
+            self.drawn = np.empty_like(X)
 
     def epoch_images(self, state: TrainState):
         """X itself, or its augmented copy for ``state.epoch``: the whole
@@ -247,7 +257,10 @@ class _Augmenter:
         start = time.perf_counter()
         rng = augmentation.epoch_rng(self.config.seed, state.epoch)
         params = augmentation.sample_params(self.spec, len(self.X), rng)
-        self.backend.augment(self.X, params.A, params.D, params.thickness, self.out)
+        source = self.X
+        if self.lines is not None:
+            source = self.backend.pen_strokes(self.lines, params.radius, self.X, self.drawn)
+        self.backend.augment(source, params.A, params.D, params.thickness, self.out)
         state.seconds += time.perf_counter() - start
         return self.out
 
@@ -321,9 +334,19 @@ def check_memory(config: TrainConfig, n: int, n_inputs: int = N_INPUTS,
     total = (8 * steps_per_epoch(n, config.batch_size) * config.epochs
              + copies * parameter_count(sizes) * itemsize
              + 3 * min(config.batch_size, n) * sum(sizes) * itemsize
-             + (n * n_inputs * itemsize if config.augment != "none" else 0))
+             + augmentation_bytes(config, n, n_inputs))
     require(total, f"training {'-'.join(map(str, sizes))} for {config.epochs} epochs "
                    f"at batch size {config.batch_size}")
+
+
+def augmentation_bytes(config: TrainConfig, n: int, n_inputs: int = N_INPUTS) -> int:
+    """The augmented copy of X; with the pen also the centre lines (uint8,
+    4 per pixel) and the re-drawn copy."""
+    if config.augment == "none":
+        return 0
+    itemsize = np.dtype(config.dtype).itemsize
+    pen = augmentation.parse(config.augment).pen
+    return n * n_inputs * (itemsize + (4 + itemsize if pen else 0))
 
 
 def training_rows(data, config):

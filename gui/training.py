@@ -23,6 +23,7 @@ import sys
 import threading
 from dataclasses import dataclass
 
+from fastmlp import augmentation
 from fastmlp.data import load_dataset
 from fastmlp.errors import FastmlpError
 from fastmlp.readiness import prepare
@@ -143,7 +144,8 @@ class TrainingController:
     def _train(self, config, backend, data, state, events: queue.Queue) -> None:
         background()  # the window's thread first, whenever it wants a core
         try:
-            prepare(backend, config.dtype, config.augment != "none")
+            prepare(backend, config.dtype, config.augment != "none",
+                    augmentation.parse(config.augment).pen > 0)
             events.put(Stage("loading data…"))
             data = data if data is not None else load_dataset(dtype=config.dtype)
             n = len(training_rows(data, config)[0])

@@ -91,10 +91,10 @@ batches_per_call: int (default 1)
 Readiness (a compiled backend compiles or loads its kernels here; the
 reference has nothing to do):
 
-prepare(dtype, augment=False) -> None
+prepare(dtype, augment=False, pen=False) -> None
     Make the training and inference ops ready to run on float arrays of
     ``dtype`` (np.float32 or np.float64) without a pause at their first call,
-    and the augment op too if ``augment``: compile, or load from the cache. Blocks until done; safe to call from a background thread and more
+    and the augment op too if ``augment``, the pen ops if ``pen``: compile, or load from the cache. Blocks until done; safe to call from a background thread and more
     than once (later calls return at once). The CLI and the GUI call it
     before training or switching backends, so that the wait is announced
     and never lands in a timed epoch or the GUI thread.
@@ -109,6 +109,18 @@ augment(X, A, D, thickness, out) -> out
     thickness: (n,)  out: (n, 784) WRITTEN, must not overlap X. A, D and
     thickness (float32 from fastmlp.augmentation.sample_params) are cast to X's
     dtype. Draws no random numbers: a deterministic function of its inputs.
+
+skeleton(X, out) -> out
+    The centre lines of X's images: each upsampled 2x (bilinear), ink where
+    >= 0.5, thinned to 1-px lines (Zhang & Suen). X: (n, 784) in [0, 1]
+    out: (n, 3136) uint8 WRITTEN, 1 on a line of the 56x56 grid.
+
+pen_strokes(S, radius, X, out) -> out
+    out[i] = the lines S[i] drawn with a round pen of radius[i] pixels (a 1-px
+    ramp at its edge; kernels/pen_numpy.py) where radius[i] > 0, X[i] where it
+    is 0. S: (n, 3136) uint8 from skeleton  radius: (n,) in [0, 4], cast to
+    X's dtype  X: (n, 784)  out: (n, 784) WRITTEN, must not overlap X or S.
+    ``prepare(dtype, pen=True)`` readies these two.
 """
 
 from dataclasses import dataclass
@@ -170,6 +182,8 @@ OPS = (
     "optimizer_step",
     "train_batches",
     "augment",
+    "skeleton",
+    "pen_strokes",
     "prepare",
 )
 

@@ -38,6 +38,8 @@ import numpy as np
 
 from .augment_numba import augment  # noqa: F401  (the augment op: kernels/augment_numba.py)
 from .augment_numba import _augment as _augment_kernel
+from .pen_numba import pen_strokes, skeleton  # noqa: F401  (the pen ops: kernels/pen_numba.py)
+from .pen_numba import _pen_strokes, _skeleton
 from .numba_compile import CompileHelper
 from .contract import N_INPUTS, OPTIMIZER_SLOTS, OptimizerConfig, layer_sizes, slot_key
 from .numba_rows import (adam_span, column_sums, momentum_span, relu_backward_flat, sgd_span,
@@ -250,37 +252,44 @@ def train_batches(W, b, slots, step, X, y, order, batch_size, first, stop, lrs, 
 
 # (dtype, part) for the parts prepared in this process: "worker" (training
 # and batched inference), "one image" (forward_few, linear_few, backward_few),
-# "augment" (the augment op).
+# "augment" (the augment op), "pen" (skeleton, pen_strokes).
 _READY = set()
-_AUGMENT_KERNELS = [_augment_kernel]   # the augment op's entry; its callees compile with it
+# the augmentation ops' entries (their callees compile with them)
+_AUGMENT_KERNELS = [_augment_kernel]
+_PEN_KERNELS = [_skeleton, _pen_strokes]
 
 
-def prepare(dtype, augment=False):
+def prepare(dtype, augment=False, pen=False):
     """Compile (or load from the cache) every kernel that training and
     inference in ``dtype`` run, by calling them once on a tiny network, and
-    the augment op's if ``augment``. Later calls for the same work return at
+    the augment op's if ``augment``, the pen ops' if ``pen``. Later calls for the same work return at
     once. On a cold cache the side kernels (one image; augment) compile in a
     helper process meanwhile (kernels/numba_compile.py)."""
     dtype = np.dtype(dtype)
     side = ([forward_few, linear_few, backward_few] if (dtype, "one image") not in _READY else [])
     side += _AUGMENT_KERNELS if augment and (dtype, "augment") not in _READY else []
+    side += _PEN_KERNELS if pen and (dtype, "pen") not in _READY else []
     if not side and (dtype, "worker") in _READY:
         return
-    helper = CompileHelper(__name__, dtype, augment, side)
+    helper = CompileHelper(__name__, dtype, augment, pen, side)
     if (dtype, "worker") not in _READY:
         _prepare_worker(dtype)
         _READY.add((dtype, "worker"))
     helper.wait()
-    prepare_side(dtype, augment)
+    prepare_side(dtype, augment, pen)
 
 
-def prepare_side(dtype, augment):
-    """The one-image kernels and, if ``augment``, the augment op, those not
-    ready yet: what CompileHelper's process runs, and this process after it."""
+def prepare_side(dtype, augment, pen=False):
+    """The one-image kernels and, if asked, the augment op and the pen ops,
+    those not ready yet: what CompileHelper's process runs, and this process
+    after it."""
     dtype = np.dtype(dtype)
     if augment and (dtype, "augment") not in _READY:
         _prepare_augment(dtype)
         _READY.add((dtype, "augment"))
+    if pen and (dtype, "pen") not in _READY:
+        _prepare_pen(dtype)
+        _READY.add((dtype, "pen"))
     if (dtype, "one image") not in _READY:
         _prepare_one_image(dtype)
         _READY.add((dtype, "one image"))
@@ -322,6 +331,13 @@ def _prepare_augment(dtype):
     D = np.zeros((1, 3, 3, 2), np.float32)
     X = np.zeros((1, N_INPUTS), dtype)
     augment(X, A, D, np.full(1, 0.5, np.float32), np.empty_like(X))
+
+
+def _prepare_pen(dtype):
+    """One image through the pen ops, radius float32 as sample_params draws it."""
+    X = np.zeros((1, N_INPUTS), dtype)
+    S = skeleton(X, np.empty((1, 4 * N_INPUTS), np.uint8))
+    pen_strokes(S, np.ones(1, np.float32), X, np.empty_like(X))
 
 
 # ------------------------------------------------------ argument plumbing

@@ -30,18 +30,19 @@ def _cached(dispatcher) -> bool:
 
 
 class CompileHelper:
-    """``python -c "<module>.prepare_side(dtype, augment)"`` in the
+    """``python -c "<module>.prepare_side(dtype, augment, pen)"`` in the
     background, started only when some of ``dispatchers`` (the side kernels
     the helper would compile) are not cached and a second core exists.
     ``wait()`` before using them: then they load from the cache."""
 
     TIMEOUT = 300   # seconds: a helper that hangs is killed, never waited on for ever
 
-    def __init__(self, module: str, dtype, augment: bool, dispatchers):
+    def __init__(self, module: str, dtype, augment: bool, pen: bool, dispatchers):
         self.process = None
         if (os.cpu_count() or 1) < 2 or all(_cached(d) for d in dispatchers):
             return
-        code = f"import {module} as m; m.prepare_side({str(dtype)!r}, {bool(augment)})"
+        code = (f"import {module} as m; "
+                f"m.prepare_side({str(dtype)!r}, {bool(augment)}, {bool(pen)})")
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         try:
             self.process = subprocess.Popen([sys.executable, "-c", code], env=env,

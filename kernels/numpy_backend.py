@@ -9,12 +9,13 @@ Shapes: n rows per batch, i/o a layer's input/output width, K = 10 classes.
 import numpy as np
 
 from .augment_numpy import augment  # noqa: F401  (the augment op: kernels/augment_numpy.py)
+from .pen_numpy import pen_strokes, skeleton  # noqa: F401  (the pen ops: kernels/pen_numpy.py)
 from .contract import layer_sizes, slot_key
 
 name = "numpy"
 
 
-def prepare(dtype, augment=False):
+def prepare(dtype, augment=False, pen=False):
     """Nothing to compile: NumPy's ops are ready for any dtype."""
 
 
