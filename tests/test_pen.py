@@ -14,6 +14,7 @@ from fastmlp.augmentation import AugmentConfig, parse, sample_params
 from fastmlp.data import load_dataset
 from fastmlp.errors import FastmlpError
 from fastmlp.kernels import pen_numpy as ref
+from test_preprocess import _flood_fill_pieces   # the tests' own flood fill
 
 SIDE, FINE = 28, 56
 
@@ -46,22 +47,7 @@ def bar(top, bottom, left=4, right=24):
 
 def components(mask):
     """The number of 8-connected pieces of a 2-D bool mask."""
-    seen, count = np.zeros_like(mask), 0
-    for start in zip(*np.nonzero(mask)):
-        if seen[start]:
-            continue
-        count += 1
-        stack, seen[start] = [start], True
-        while stack:
-            r, c = stack.pop()
-            for dr in (-1, 0, 1):
-                for dc in (-1, 0, 1):
-                    q = (r + dr, c + dc)
-                    if (0 <= q[0] < mask.shape[0] and 0 <= q[1] < mask.shape[1]
-                            and mask[q] and not seen[q]):
-                        seen[q] = True
-                        stack.append(q)
-    return count
+    return len(_flood_fill_pieces(mask))
 
 
 # ------------------------------------------------------ centre lines
