@@ -23,12 +23,9 @@ def prepare(backend, dtype, augment=False, pen=False) -> None:
     error is many lines) raised as a one-line FastmlpError naming the backend."""
     dtype = np.dtype(dtype)
     try:
-        if pen:
-            backend.prepare(dtype, augment=augment, pen=pen)
-        elif augment:
-            backend.prepare(dtype, augment=augment)
-        else:
-            backend.prepare(dtype)
+        # only the options asked for: a backend that needs neither may take dtype alone
+        options = {name: True for name, wanted in (("augment", augment), ("pen", pen)) if wanted}
+        backend.prepare(dtype, **options)
     except FastmlpError:
         raise
     except Exception as exc:

@@ -244,7 +244,8 @@ class _Augmenter:
         if self.spec.pen:
             on_notice(f"tracing the centre lines of {len(X):,} training digits for the pen "
                       f"(once per run)...")
-            self.lines = backend.skeleton(X, np.empty((len(X), augmentation.PEN_LINE_PIXELS), np.uint8))
+            lines = np.empty((len(X), augmentation.PEN_LINE_PIXELS), np.uint8)
+            self.lines = backend.skeleton(X, lines)
             self.drawn = np.empty_like(X)
 
     def epoch_images(self, state: TrainState):

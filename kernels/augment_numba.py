@@ -50,7 +50,7 @@ from .numba_ir import highest_bit, lowest_bit  # bit scans: which pixels to fetc
 # The image's size is the contract's (a compiled kernel freezes it as a
 # constant: it is the input format, not a tuning knob that could change).
 from .contract import IMAGE_SIDE, N_INPUTS
-from .numba_jit import jit
+from .numba_jit import jit, read_only
 
 # The point the warp turns about, the middle of the image (as the reference).
 PIVOT = (IMAGE_SIDE - 1) / 2
@@ -308,12 +308,6 @@ def _augment(X, A, D, thickness, out, u, v, image, rows, col_weights, side, stri
             _thicken(Y, thickness[i], top, bottom, H, out[i], side)
 
 
-def _read_only(a):
-    view = a.view()
-    view.flags.writeable = False
-    return view
-
-
 def augment(X, A, D, thickness, out):
     """out = thicken(warp(X, A, D), thickness), image by image (the equations
     are in kernels/augment_numpy.py).
@@ -342,7 +336,7 @@ def augment(X, A, D, thickness, out):
     # Read-only views of the inputs: one compiled specialization whether the
     # caller's arrays are writable or not (Numba types the two apart; the
     # training set is read-only, a deskewed copy of it is not).
-    X, A, D, thickness = (_read_only(a) for a in (np.ascontiguousarray(X), A, D, thickness))
+    X, A, D, thickness = (read_only(a) for a in (X, A, D, thickness))
     u, v, image, rows, col_weights = _pixel_tables(X[:0], D.shape[1])
     _augment(X, A, D, thickness, out, u, v, image, rows, col_weights, IMAGE_SIDE, STRIDE)
     return out

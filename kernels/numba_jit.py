@@ -14,6 +14,7 @@ recompiles everything once, and nothing stale is ever loaded.
 import hashlib
 import os
 
+import numpy as np
 from numba import njit
 from numba.core import caching
 
@@ -85,6 +86,16 @@ class _KernelSourcesLocator(caching._CacheLocator):
 
 if not any(getattr(k, "wraps_kernel_sources", False) for k in caching.CacheImpl._locator_classes):
     caching.CacheImpl._locator_classes.insert(0, _KernelSourcesLocator)
+
+
+def read_only(a):
+    """A read-only C-contiguous view of ``a`` (a copy only if ``a`` is not
+    C-contiguous): a kernel's inputs then have one Numba type whether the
+    caller's arrays are writable or not (Numba types the two apart, and each
+    type is another compile)."""
+    view = np.ascontiguousarray(a).view()
+    view.flags.writeable = False
+    return view
 
 
 def jit(parallel=False, inline=False):

@@ -21,7 +21,7 @@ import numpy as np
 from numba import prange
 
 from .contract import IMAGE_SIDE, N_INPUTS
-from .numba_jit import jit
+from .numba_jit import jit, read_only
 from .pen_numpy import (FINE, INK, MAX_RADIUS, checked_pen_args, checked_skeleton_args,
                         pen_distance, reach)
 
@@ -150,6 +150,8 @@ def _pen(line, radius, dist, ramps, out):
     line: (3136,) uint8  dist: distance_table()  radius: of out's dtype
     ramps: (2, 2, 2 KMAX + 1, 2 KMAX + 1) scratch of out's dtype."""
     side = IMAGE_SIDE
+    # this image's own reach: the reference takes the batch's largest, whose
+    # farther offsets only add zeros to the max
     K = int(np.ceil(float(radius) + 0.75))
     _ramps(radius, dist, ramps)
     out[:] = 0
@@ -185,18 +187,12 @@ _DIST = distance_table()
 _DIST.flags.writeable = False
 
 
-def _read_only(a):
-    view = np.ascontiguousarray(a).view()
-    view.flags.writeable = False
-    return view
-
-
 def skeleton(X, out):
     """out = the centre lines of X's images on the 56x56 grid (the reference:
     kernels/pen_numpy.py). X: (n, 784) float32|float64  out: (n, 3136) uint8,
     WRITTEN. Returns out."""
     X = checked_skeleton_args(X, out)
-    _skeleton(_read_only(X), out)
+    _skeleton(read_only(X), out)
     return out
 
 
@@ -206,5 +202,5 @@ def pen_strokes(S, radius, X, out):
     in [0, MAX_RADIUS], cast to X's dtype  X: (n, 784)  out: X's shape and
     dtype, WRITTEN; must not overlap X. Returns out."""
     S, radius, X = checked_pen_args(S, radius, X, out)
-    _pen_strokes(_read_only(S), _read_only(radius), _read_only(X), out, _DIST)
+    _pen_strokes(read_only(S), read_only(radius), read_only(X), out, _DIST)
     return out
