@@ -177,3 +177,36 @@ def test_product_rows(benchmark, mnist, quick, shape, variant):
     np.testing.assert_allclose(C, np.maximum(A @ B, 0), rtol=RTOL, atol=ATOL)
     benchmark.group = f"product_rows {shape}"
     benchmark(PRODUCTS[variant], A, rows, 0, len(A), Bp, bias, C, True)
+
+
+# --- where the buffers start: a cache line, or NumPy's 16 bytes past one ---
+
+def _placed(a, offset):
+    """A copy of a whose data starts ``offset`` bytes past a 64-byte boundary."""
+    raw = np.zeros(a.size + 64, a.dtype)
+    skip = ((-raw.ctypes.data % 64) + offset) // a.itemsize
+    out = raw[skip:skip + a.size].reshape(a.shape)
+    out[...] = a
+    return out
+
+
+@pytest.mark.parametrize("offset", [0, 16])
+@pytest.mark.parametrize("shape", ["mnist-layer1-sparse", "dense-128x128x64", "dense-wide"])
+def test_product_rows_alignment(benchmark, mnist, quick, shape, offset):
+    """product_rows with the packed weights and the output at a 64-byte
+    boundary (offset 0, what numba_train.aligned_zeros gives the worker) or
+    16 bytes past one (offset 16, where NumPy's allocator often puts them):
+    the same bits, and the time a split vector load costs."""
+    A, B, Bp, bias, _, _, _ = _problem(shape, mnist, quick)
+    rows = np.arange(A.shape[0], dtype=np.int64)
+    A = np.ascontiguousarray(A)
+    A.flags.writeable = False
+    Bp = _placed(Bp, offset)
+    C = _placed(np.full((A.shape[0], B.shape[1]), np.nan, np.float32), offset)
+    product_rows(A, rows, 0, len(A), Bp, bias, C, True)
+    reference = np.empty_like(C)
+    product_rows(A, rows, 0, len(A), _placed(Bp, 0), bias, reference, True)
+    np.testing.assert_array_equal(C, reference)
+    np.testing.assert_allclose(C, np.maximum(A @ B, 0), rtol=RTOL, atol=ATOL)
+    benchmark.group = f"product_rows alignment {shape}"
+    benchmark(product_rows, A, rows, 0, len(A), Bp, bias, C, True)

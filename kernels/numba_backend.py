@@ -48,8 +48,8 @@ from .numba_threads import THREADS
 from .numba_tiles import pack_strips, product_cols, product_rows, unpack_strips
 from .numba_sync import barrier_state, run_threads
 from .numba_train import (FEW_ROWS, GRADIENT, INFER, ROWS_PER_PART, UPDATE, Batches, Dropout,
-                          Optimizer, Params, Step, backward_few, batch_worker, buffers, linear_few,
-                          forward_few, layout, parameter_count)
+                          Optimizer, Params, Step, aligned_zeros, backward_few, batch_worker,
+                          buffers, forward_few, layout, linear_few, parameter_count)
 
 name = "numba"
 
@@ -418,7 +418,7 @@ def _into_strips(B, strips):
 def _pack(Ws, bs, lay):
     """One flat vector in the kernels' layout (numba_train.Layout): every W[l]
     in strips of NR columns (zero past its last column), then b[l]."""
-    P = np.zeros(parameter_count(lay), Ws[0].dtype)
+    P = aligned_zeros(parameter_count(lay), Ws[0].dtype)
     for l, (w, bias) in enumerate(zip(Ws, bs)):
         i, o = w.shape
         _into_strips(w, P[lay.w_at[l]:lay.w_at[l] + lay.strips[l] * i * lay.nr].reshape(

@@ -46,6 +46,8 @@ from .numba_sync import barrier, next_part
 # busy. Fixed numbers, never the thread
 # count, so any number of threads gives the same bits.
 ROWS_PER_PART = 8 * MR
+# Where blocks of the buffers start: one cache line, a whole AVX-512 vector.
+ALIGN_BYTES = 64
 WORK_PER_PIECE = 8192 * 128
 MAX_PIECES = 16
 # A literal False or 0 passed to a compiled function compiles it once more
@@ -89,20 +91,30 @@ Optimizer = namedtuple("Optimizer", "kind momentum nesterov beta1 beta2 eps weig
 Dropout = namedtuple("Dropout", "threshold scale key")
 
 
+def starts(lengths, align):
+    """Where consecutive blocks of these lengths start in one vector when
+    each starts at a multiple of ``align`` elements, and the end of the last:
+    (len(lengths) + 1,) int64."""
+    padded = -(-np.asarray(lengths, np.int64) // align) * align
+    return np.concatenate([[0], np.cumsum(padded)]).astype(np.int64)
+
+
 def layout(sizes, n, dtype) -> Layout:
-    """The Layout of a network of widths ``sizes`` for batches of up to n rows."""
-    nr = NR32 if np.dtype(dtype).itemsize == 4 else NR64
+    """The Layout of a network of widths ``sizes`` for batches of up to n rows.
+    Every block (a layer's strips, its bias, its rows) starts at a multiple of
+    ALIGN_BYTES in a buffer that does (``aligned_zeros``)."""
+    itemsize = np.dtype(dtype).itemsize
+    nr, align = (NR32 if itemsize == 4 else NR64), ALIGN_BYTES // itemsize
     sizes = np.asarray(sizes, np.int64)
     L = len(sizes) - 1
     strips = -(-sizes[1:] // nr)
     w_sizes = strips * sizes[:-1] * nr
-    ends = np.cumsum(w_sizes + sizes[1:])
-    b_at = ends - sizes[1:]
-    w_at = b_at - w_sizes
+    wb = starts(np.stack([w_sizes, sizes[1:]], axis=1).ravel(), align)   # W[0], b[0], W[1], ...
+    w_at, b_at = wb[0:2 * L:2], wb[1:2 * L:2]
     t_sizes = np.array([0] + [-(-sizes[l] // nr) * sizes[l + 1] * nr for l in range(1, L)])
-    t_at = np.concatenate([[0], np.cumsum(t_sizes)])
-    a_at = np.concatenate([[0, 0], np.cumsum(n * sizes[1:])])
-    d_at = np.concatenate([[0], np.cumsum(strips * n * nr)])
+    t_at = starts(t_sizes, align)
+    a_at = np.concatenate([[0], starts(n * sizes[1:], align)])
+    d_at = starts(strips * n * nr, align)
     groups = -(-sizes[:-1] // MR)
     pieces = np.clip(sizes[:-1] * sizes[1:] * n // WORK_PER_PIECE, 1,
                      np.minimum(groups, MAX_PIECES))
@@ -111,7 +123,18 @@ def layout(sizes, n, dtype) -> Layout:
 
 
 def parameter_count(lay: Layout) -> int:
+    """The length of P (the parameters and the padding between blocks)."""
     return int(lay.b_at[-1] + lay.sizes[-1])
+
+
+def aligned_zeros(n, dtype) -> np.ndarray:
+    """np.zeros(n, dtype) whose data starts at a multiple of ALIGN_BYTES.
+    NumPy aligns to 16 bytes: a 64-byte vector load from such a buffer spans
+    two cache lines, and a tile step then costs ~12% more (bench/README.md)."""
+    itemsize = np.dtype(dtype).itemsize
+    raw = np.zeros(n + ALIGN_BYTES // itemsize, dtype)
+    skip = (-raw.ctypes.data % ALIGN_BYTES) // itemsize
+    return raw[skip:skip + n]
 
 
 def buffers(lay: Layout, dtype, infer=False) -> Buffers:
@@ -119,17 +142,18 @@ def buffers(lay: Layout, dtype, infer=False) -> Buffers:
     writes only act (the others are empty: 5 MB less to zero per forward)."""
     parts = -(-lay.n // ROWS_PER_PART)
     if infer:
-        act, none = np.empty(lay.a_at[-1], dtype), np.empty(0, dtype)
+        act, none = aligned_zeros(lay.a_at[-1], dtype), np.empty(0, dtype)
         act_in, none_in, ident = act.view(), none.view(), np.arange(lay.n, dtype=np.int64)
         # the same types as training's buffers: one compiled worker
         act_in.flags.writeable = none_in.flags.writeable = ident.flags.writeable = False
         return Buffers(act, none, act_in, none_in, none, none, none, ident, np.zeros(parts),
                        np.zeros(parts, np.int64))
-    act, delta = np.zeros(lay.a_at[-1], dtype), np.zeros(lay.a_at[-1], dtype)
+    act, delta = aligned_zeros(lay.a_at[-1], dtype), aligned_zeros(lay.a_at[-1], dtype)
     act_in, delta_in, ident = act.view(), delta.view(), np.arange(lay.n, dtype=np.int64)
     act_in.flags.writeable = delta_in.flags.writeable = ident.flags.writeable = False
-    return Buffers(act, delta, act_in, delta_in, np.zeros(lay.d_at[-1], dtype),
-                   np.zeros(lay.t_at[-1], dtype), np.zeros(parameter_count(lay), dtype), ident,
+    return Buffers(act, delta, act_in, delta_in, aligned_zeros(lay.d_at[-1], dtype),
+                   aligned_zeros(lay.t_at[-1], dtype), aligned_zeros(parameter_count(lay), dtype),
+                   ident,
                    np.zeros(parts), np.zeros(parts, np.int64))
 
 
@@ -159,13 +183,14 @@ def transposed_strips(T, lay, l):
 @jit(inline=True)
 def rows_of(buf, lay, a):
     """Layer a's (n, sizes[a]) rows in act or delta."""
-    return buf[lay.a_at[a]:lay.a_at[a + 1]].reshape((lay.n, lay.sizes[a]))
+    return buf[lay.a_at[a]:lay.a_at[a] + lay.n * lay.sizes[a]].reshape((lay.n, lay.sizes[a]))
 
 
 @jit(inline=True)
 def delta_strips(dstrips, lay, l):
     """Layer l's output deltas in strips: (strips[l], n, NR)."""
-    return dstrips[lay.d_at[l]:lay.d_at[l + 1]].reshape((lay.strips[l], lay.n, lay.nr))
+    size = lay.strips[l] * lay.n * lay.nr
+    return dstrips[lay.d_at[l]:lay.d_at[l] + size].reshape((lay.strips[l], lay.n, lay.nr))
 
 
 # ------------------------------------------------------------ the two parts

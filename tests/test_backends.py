@@ -689,6 +689,39 @@ def test_concurrent_calls_train_the_same_bits_as_one_at_a_time(fast):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("sizes", [(784, 128, 64, 10), (784, 37, 13, 10), (5, 3, 2)])
+@pytest.mark.parametrize("n", [1, 37, 128])
+def test_every_block_of_the_training_buffers_starts_on_a_cache_line(dtype, sizes, n):
+    """The micro-kernel's vector loads of weights, transposes and deltas stay
+    inside one cache line only if each block starts at a multiple of 64
+    bytes: every view the worker takes (numba_train's weight_strips, bias,
+    transposed_strips, rows_of, delta_strips) must, and must not overlap
+    the next block."""
+    from fastmlp.kernels import numba_backend as nb, numba_train as t
+
+    lay = t.layout(sizes, n, dtype)
+    buf = t.buffers(lay, dtype)
+    W = [np.ones((i, o), dtype) for i, o in zip(sizes[:-1], sizes[1:])]
+    P = nb._pack(W, [np.full(o, 2, dtype) for o in sizes[1:]], lay)
+    L = len(sizes) - 1
+    views = [(P, lay.w_at[l], lay.strips[l] * sizes[l] * lay.nr) for l in range(L)]
+    views += [(P, lay.b_at[l], sizes[l + 1]) for l in range(L)]
+    views += [(buf.T, lay.t_at[l], -(-sizes[l] // lay.nr) * sizes[l + 1] * lay.nr)
+              for l in range(1, L)]
+    views += [(buf.act, lay.a_at[a], n * sizes[a]) for a in range(1, L + 1)]
+    views += [(buf.dstrips, lay.d_at[l], lay.strips[l] * n * lay.nr) for l in range(L)]
+    ends = {}
+    for array, start, size in views:
+        assert array[start:].ctypes.data % t.ALIGN_BYTES == 0
+        assert start + size <= array.size
+        ends.setdefault(id(array), []).append((start, start + size))
+    for spans in ends.values():   # no two blocks overlap
+        spans.sort()
+        assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+    # the padding between blocks holds nothing: the weights and biases are all there is
+    assert P.sum() == sum(w.size for w in W) + 2 * sum(sizes[1:])
+
+
 def test_results_do_not_depend_on_the_thread_count():
     """The same in fresh processes: NUMBA_NUM_THREADS=1 against the default
     (forward's threaded blocks are rows computed independently)."""
