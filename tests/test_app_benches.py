@@ -81,3 +81,23 @@ def test_scikit_learns_digits_are_read_through_the_users_path():
     report = bench.measure(checkpoint.load(bench.PRETRAINED).model, get_backend("numpy"))
     assert report["n"] == 1797
     assert report["bilinear"] >= 0.90 and report["nearest"] >= 0.90
+
+
+def test_generated_non_digits_get_not_sure_more_often_than_digits():
+    """bench/not_digits.py: letters, symbols (every DejaVu font installed)
+    and random scribbles, read like a user's picture. Measured with the
+    shipped model (2026-12-02): "not sure" to 50.5% of 858 letters, 49.0% of
+    308 symbols, 68.7% of 300 scribbles, at the threshold that says it to
+    2.75% of MNIST test. A threshold that no longer separated them (or a
+    renderer that drew nothing) would fall far below these; 35% catches it."""
+    bench = bench_module("not_digits")
+    model = checkpoint.load(bench.PRETRAINED).model
+    report = bench.measure(model, get_backend("numpy"), load_dataset(dtype=model.dtype), n=100)
+    assert report["mnist_test_not_sure"] <= 0.05
+    kinds = report["kinds"]
+    assert kinds["scribbles"]["n"] == 100 and kinds["scribbles"]["softmax"] >= 0.35
+    if report["fonts"]:   # Debian's fonts-dejavu-core; skipped where it is missing
+        assert kinds["letters"]["n"] == report["fonts"] * len(bench.LETTERS)
+        assert kinds["letters"]["softmax"] >= 0.35 and kinds["symbols"]["softmax"] >= 0.35
+    for r in kinds.values():   # the rival scores are priced like the shipped rule
+        assert 0 <= r.get("energy", 0) <= 1 and 0 <= r.get("mahalanobis", 0) <= 1
