@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from fastmlp.confidence import NOT_SURE_BELOW
 from fastmlp.gui.inference import classify, classify_picture
 from fastmlp.gui.strokes import PAPER, SIZE, paint_dot, paint_segment
 
@@ -184,12 +185,14 @@ def measure(model, backend, data, n: int, seed: int = 0, split: str = "test") ->
     results = []
     for pen, size_name, position in conditions():
         low, high = SIZES[size_name]
-        correct = 0
+        correct = unsure = 0
         for digit, label in zip(digits, labels):
             image = draw_digit(digit, pen, int(rng.integers(low, high + 1)), position, rng)
-            correct += classify_picture(model, backend, image).digit == label
+            answer = classify_picture(model, backend, image)
+            correct += answer.digit == label
+            unsure += answer.confidence < NOT_SURE_BELOW
         results.append({"pen": pen, "size": size_name, "position": position,
-                        "accuracy": correct / n})
+                        "accuracy": correct / n, "not_sure": unsure / n})
     return {"n": n, "seed": seed, "split": split, "plain_accuracy_full": plain_full,
             "plain_accuracy_subset": float(plain_subset), "conditions": results}
 
@@ -211,6 +214,9 @@ def markdown(report: dict) -> str:
                  f"{report['plain_accuracy_full'] * 100:.2f}% "
                  f"(10,000 images); {report['plain_accuracy_subset'] * 100:.1f}% on the "
                  f"{report['n']} images redrawn above (seed {report['seed']}).")
+    not_sure = np.mean([c["not_sure"] for c in report["conditions"]])
+    lines.append(f'"Not sure" (confidence < {NOT_SURE_BELOW}) on {not_sure * 100:.1f}% of the '
+                 f"drawings (all pens and conditions).")
     return "\n".join(lines)
 
 

@@ -22,7 +22,8 @@ as the shipped threshold does, so that the three pay the same price on digits:
                  the training images (Lee et al. 2018)
 MNIST's test set decides nothing here: it only prices each rule.
 
-    python bench/not_digits.py [--model PATH] [--backend numpy] [--n 300] [--seed 0] [--json]
+    python bench/not_digits.py [--model PATH] [--threshold T] [--backend numpy] [--n 300]
+        [--seed 0] [--json]
 """
 
 import glob
@@ -122,7 +123,10 @@ class Mahalanobis:
         return -np.min(d, axis=0)
 
 
-def measure(model, backend, data, n: int = 300, seed: int = 0) -> dict:
+def measure(model, backend, data, n: int = 300, seed: int = 0, threshold=None) -> dict:
+    """The report: MNIST test's "not sure" rate at ``threshold`` (default
+    NOT_SURE_BELOW) and, per kind, how many pictures each rule rejects."""
+    threshold = NOT_SURE_BELOW if threshold is None else threshold
     rng = np.random.default_rng(seed)
     font_files = fonts()
     kinds = {"letters": rendered(LETTERS, font_files, rng),
@@ -132,11 +136,11 @@ def measure(model, backend, data, n: int = 300, seed: int = 0) -> dict:
     H_test, logits_test = layers(model, backend, data.X_test)
     maha = Mahalanobis(H_train, data.y_train)
     p_test = softmax(logits_test)
-    rejected_test = float((p_test.max(axis=1) < NOT_SURE_BELOW).mean())
+    rejected_test = float((p_test.max(axis=1) < threshold).mean())
     scores_test = {"energy": np.logaddexp.reduce(logits_test, axis=1),
                    "mahalanobis": maha.score(H_test)}
     cuts = {name: float(np.quantile(s, rejected_test)) for name, s in scores_test.items()}
-    report = {"mnist_test_not_sure": rejected_test, "threshold": NOT_SURE_BELOW,
+    report = {"mnist_test_not_sure": rejected_test, "threshold": threshold,
               "fonts": len(font_files), "kinds": {}}
     for kind, pictures in kinds.items():
         X, refused = normalized(pictures)
@@ -147,7 +151,7 @@ def measure(model, backend, data, n: int = 300, seed: int = 0) -> dict:
         scores = {"energy": np.logaddexp.reduce(logits, axis=1), "mahalanobis": maha.score(H)}
         report["kinds"][kind] = {
             "n": len(pictures), "refused": refused,
-            "softmax": float((softmax(logits).max(axis=1) < NOT_SURE_BELOW).mean()),
+            "softmax": float((softmax(logits).max(axis=1) < threshold).mean()),
             **{name: float((scores[name] < cuts[name]).mean()) for name in scores}}
     return report
 
@@ -167,11 +171,15 @@ def table(report: dict, model_name: str) -> str:
 
 
 def main(argv=None) -> int:
-    args = picturebench.parser(__doc__.splitlines()[0], n=300).parse_args(argv)
+    parser = picturebench.parser(__doc__.splitlines()[0], n=300)
+    parser.add_argument("--threshold", type=float, default=NOT_SURE_BELOW,
+                        help=f"the softmax threshold (default NOT_SURE_BELOW = {NOT_SURE_BELOW}; "
+                             "another model's: bench/calibrate_confidence.py)")
+    args = parser.parse_args(argv)
     setup = picturebench.ready(args, "not_digits")
     if setup is None:
         return 2
-    report = measure(*setup, n=args.n, seed=args.seed)
+    report = measure(*setup, n=args.n, seed=args.seed, threshold=args.threshold)
     print(json.dumps(report, indent=2) if args.json else table(report, Path(args.model).name))
     return 0
 

@@ -139,6 +139,11 @@ def _add_train(commands) -> None:
                        help="deskew every image by its second moments (its slant sheared "
                             "upright) before the network sees it, in training and whenever the "
                             "model is used; the model records it (default: off)")
+    train.add_argument("--outliers", type=float, metavar="F",
+                       help="outlier exposure: add F times as many pictures of no digit "
+                            "(two digits overlaid, or four digits' quarters) trained towards "
+                            "the uniform answer, so that the model is unsure off the digits "
+                            "(default: 0)")
     train.add_argument("--validation", type=int, metavar="N",
                        help="hold out the last N of those for tuning (reported per epoch)")
     train.add_argument("--swa-start", type=int, metavar="EPOCH",
@@ -284,12 +289,15 @@ def _set_up_training(args):
 
 def _announcement(args, config, state, data, n, backend) -> str:
     """The line that says what is about to be trained, on what, and how."""
+    from fastmlp import outliers   # imported when used, as the CLI does throughout
     return (f"training {'-'.join(map(str, state.model.sizes))} {config.dtype} on {n} images "
             f"({data.source}), {config.optimizer} lr {config.lr:g} {config.schedule}, "
             f"batch {config.batch_size}, {config.epochs} epochs, backend {backend.name}"
             + (", deskewed" if state.model.deskew else "")
             + (f", augment {config.augment}" if config.augment != "none" else "")
             + (f", dropout {config.dropout:g}" if config.dropout else "")
+            + (f", outliers +{outliers.count_for(config.outliers, n)} pictures of no digit"
+               if config.outliers else "")
             + (f", SWA from epoch {config.swa_start}" if config.swa_start else "")
             + (f", resuming at epoch {state.epoch + 1}" if args.resume else ""))
 
@@ -409,7 +417,7 @@ def _percent(record, label, key) -> str:
 # Flag name -> TrainConfig field, for the flags that define the recipe.
 _RECIPE_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "nesterov", "schedule",
                  "warmup", "weight_decay", "label_smoothing", "dropout", "seed", "dtype", "hidden", "limit", "validation",
-                 "augment", "swa_start", "deskew")
+                 "augment", "swa_start", "deskew", "outliers")
 
 
 def _given(args, names) -> dict:

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_ERROR = 0.002  # accepted answers wrong at most 1 in 500 on validation
-# calibrate() gave 0.939794 (bench/calibrate_confidence.py, see above; the
-# recipe with --deskew, 2026-12-02), rounded down to 4 digits so that the
-# calibrating answer itself stays accepted.
-NOT_SURE_BELOW = 0.9397
+# calibrate() gave 0.918955 (bench/calibrate_confidence.py, see above; the
+# recipe with --deskew and --outliers 0.2, 2026-12-02 evening), rounded down
+# to 4 digits so that the calibrating answer itself stays accepted.
+NOT_SURE_BELOW = 0.9189
 
 
 @dataclass(frozen=True)

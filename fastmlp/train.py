@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from fastmlp import augmentation
+from fastmlp import augmentation, outliers
 from fastmlp.checkpoint import Checkpoint
 from fastmlp.errors import FastmlpError
 from fastmlp.evaluate import accuracy
@@ -46,6 +46,7 @@ class TrainConfig:
     augment: str = "none"
     swa_start: int | None = None
     deskew: bool = False
+    outliers: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", parse_hidden(self.hidden))
@@ -126,7 +127,8 @@ def checkpoint_meta(config: TrainConfig, state: TrainState, data) -> dict:
             "data": {"source": str(data.source), "checksum": data.checksum},
             "rng": {"seed": config.seed, "scheme": "epoch order: default_rng([seed, epoch]); "
                                                    "augmentation: default_rng([seed, epoch, 1]); "
-                                                   "dropout key: default_rng([seed, epoch, 2])"}}
+                                                   "dropout key: default_rng([seed, epoch, 2]); "
+                                                   "outliers: default_rng([seed, 3])"}}
 
 
 def to_checkpoint(config: TrainConfig, state: TrainState, data) -> Checkpoint:
@@ -203,6 +205,9 @@ def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
     Returns "done" or "stopped" (should_stop() became true between chunks).
     Raises Diverged on a non-finite loss."""
     X, y = training_rows(data, config)
+    labelled = len(X)
+    if config.outliers:
+        X, y = outliers.with_outliers(X, y, config.outliers, config.seed)
     check_memory(config, len(X), state.model.sizes[0], state.model.sizes[-1])
     # What the model reads (deskewed if it was made so), once for the whole run.
     X = state.model.prepared(X)
@@ -223,7 +228,7 @@ def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
         if not train_steps(config, backend, state, X_epoch, y, order, lrs, dropout,
                            on_chunk=on_chunk, should_stop=should_stop):
             return "stopped"
-        record = finish_epoch(config, backend, state, len(X), splits)
+        record = finish_epoch(config, backend, state, len(X), splits, labelled)
         if on_epoch:
             on_epoch(state, record)
     return "done"
@@ -302,14 +307,18 @@ def train_steps(config: TrainConfig, backend, state: TrainState, X, y, order, lr
     return True
 
 
-def finish_epoch(config: TrainConfig, backend, state: TrainState, n: int, splits) -> dict:
+def finish_epoch(config: TrainConfig, backend, state: TrainState, n: int, splits,
+                 labelled: int | None = None) -> dict:
     """Close the epoch whose batches are all done: its record (see run) with
     the accuracies, the SWA average updated, the record appended to
     state.history, and state moved to the start of the next epoch.
-    n: the rows trained on; splits: {"test", "validation"} -> (X, y), those
-    the data has, X already ``state.model.prepared``."""
+    n: the rows trained on; labelled: how many of them are digits (the rest,
+    --outliers, have no class to be right about; default all n); splits:
+    {"test", "validation"} -> (X, y), those the data has, X already
+    ``state.model.prepared``."""
+    labelled = n if labelled is None else labelled
     record = {"epoch": state.epoch + 1, "loss": state.loss_sum / n,
-              "train_accuracy": state.correct / n, "seconds": state.seconds}
+              "train_accuracy": state.correct / max(labelled, 1), "seconds": state.seconds}
     # A data set without a test split (the Python API's arrays) has no test accuracy.
     for name, (X_split, y_split) in splits.items():
         record[f"{name}_accuracy"] = accuracy(state.model, X_split, y_split, backend, True)

@@ -3,7 +3,10 @@
 Notation: ``n`` rows per batch, ``i``/``o`` a layer's input/output width,
 ``K`` = N_CLASSES = 10 classes, ``L`` layers. Samples are rows; a layer is
 ``Y = X @ W + b`` with ``W: (i, o)``. All float arrays of one call share one dtype
-(float32 or float64) and are C-contiguous; labels ``y`` are int64 in [0, K).
+(float32 or float64) and are C-contiguous; labels ``y`` are int64 in [0, K),
+or NO_CLASS (-1): a row of no class (a picture of no digit, for outlier
+exposure), whose target is the uniform answer t_k = 1/K and which is never
+counted as classified right.
 A network is two lists, ``W[l]: (i_l, o_l)`` and ``b[l]: (o_l,)``; their
 gradients ``dW``/``db`` are lists of the same shapes. The hidden activation is
 ReLU, the output softmax, the loss mean cross-entropy.
@@ -16,7 +19,7 @@ linear_forward(X, W, b, out, relu) -> out
 
 softmax_cross_entropy(logits, y, probs, dlogits, smoothing=0.0) -> loss
     p = softmax(logits) row-wise (stable: shift by the row max);
-    t = (1 - smoothing) * onehot(y) + smoothing / K;
+    t = (1 - smoothing) * onehot(y) + smoothing / K; t = 1/K where y is NO_CLASS;
     loss = mean_rows(-sum_k t_k log p_k)  (a Python float);
     dlogits = (p - t) / n, the gradient of that mean loss.
     logits, probs, dlogits: (n, K)  y: (n,)  probs, dlogits WRITTEN.
@@ -122,6 +125,9 @@ pen_strokes(S, radius, X, out) -> out
     X's dtype  X: (n, 784)  out: (n, 784) WRITTEN, must not overlap X or S.
     ``prepare(dtype, pen=True)`` readies these two.
 """
+
+# The label of a row that belongs to no class (see above).
+NO_CLASS = -1
 
 from dataclasses import dataclass
 

@@ -41,7 +41,7 @@ from .augment_numba import _augment as _augment_kernel
 from .pen_numba import pen_strokes, skeleton  # noqa: F401  (the pen ops: kernels/pen_numba.py)
 from .pen_numba import _pen_strokes, _skeleton
 from .numba_compile import CompileHelper
-from .contract import N_INPUTS, OPTIMIZER_SLOTS, OptimizerConfig, layer_sizes, slot_key
+from .contract import NO_CLASS, N_INPUTS, OPTIMIZER_SLOTS, OptimizerConfig, layer_sizes, slot_key
 from .numba_rows import (adam_span, column_sums, momentum_span, relu_backward_flat, sgd_span,
                          softmax_cross_entropy_rows, update_span)
 from .numba_threads import THREADS
@@ -479,8 +479,8 @@ def _optimizer(opt):
 
 
 def _check_labels(y, K):
-    if y.size and (y.min() < 0 or y.max() >= K):
-        raise IndexError(f"labels must lie in [0, {K})")
+    if y.size and (y.min() < NO_CLASS or y.max() >= K):
+        raise IndexError(f"labels must lie in [0, {K}) or be NO_CLASS ({NO_CLASS})")
 
 
 def _check_chunk(X, y, order, batch_size, first, stop, lrs, Ws):

@@ -18,10 +18,13 @@ def softmax_xent_row(z, label, logp, d, t_off, t_on, n):
     log p = shifted - log sum e, p = e / sum e (the reference takes exp(log p),
     the same value within an ulp: one exp per entry instead of two, and exp
     was a third of a training batch's softmax-and-deltas time);
-    d = (p - t) / n with t_k = t_off + t_on * [k == label].
+    d = (p - t) / n with t_k = t_off + t_on * [k == label], or t_k = 1/K
+    when label is negative (contract.NO_CLASS: a row of no class).
     z: (K,)  logp: (K,) written with log p  d: (K,) written; t_off, t_on, n of z's dtype.
     Returns sum_k t_k log p_k (the row's loss is minus that) in z's dtype."""
     K = z.shape[0]
+    if label < 0:
+        t_off, t_on = z.dtype.type(1.0 / K), z.dtype.type(0)
     zmax = z[0]
     for k in range(1, K):
         v = z[k]

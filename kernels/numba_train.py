@@ -127,14 +127,19 @@ def parameter_count(lay: Layout) -> int:
     return int(lay.b_at[-1] + lay.sizes[-1])
 
 
-def aligned_zeros(n, dtype) -> np.ndarray:
-    """np.zeros(n, dtype) whose data starts at a multiple of ALIGN_BYTES.
-    NumPy aligns to 16 bytes: a 64-byte vector load from such a buffer spans
-    two cache lines, and a tile step then costs ~12% more (bench/README.md)."""
+def aligned_empty(n, dtype, zero=False) -> np.ndarray:
+    """np.empty(n, dtype) (np.zeros if ``zero``) whose data starts at a
+    multiple of ALIGN_BYTES. NumPy aligns to 16 bytes: a 64-byte vector load
+    from such a buffer spans two cache lines, and a tile step then costs
+    ~12% more (bench/README.md)."""
     itemsize = np.dtype(dtype).itemsize
-    raw = np.zeros(n + ALIGN_BYTES // itemsize, dtype)
+    raw = (np.zeros if zero else np.empty)(n + ALIGN_BYTES // itemsize, dtype)
     skip = (-raw.ctypes.data % ALIGN_BYTES) // itemsize
     return raw[skip:skip + n]
+
+
+def aligned_zeros(n, dtype) -> np.ndarray:
+    return aligned_empty(n, dtype, zero=True)
 
 
 def buffers(lay: Layout, dtype, infer=False) -> Buffers:
@@ -142,7 +147,7 @@ def buffers(lay: Layout, dtype, infer=False) -> Buffers:
     writes only act (the others are empty: 5 MB less to zero per forward)."""
     parts = -(-lay.n // ROWS_PER_PART)
     if infer:
-        act, none = aligned_zeros(lay.a_at[-1], dtype), np.empty(0, dtype)
+        act, none = aligned_empty(lay.a_at[-1], dtype), np.empty(0, dtype)
         act_in, none_in, ident = act.view(), none.view(), np.arange(lay.n, dtype=np.int64)
         # the same types as training's buffers: one compiled worker
         act_in.flags.writeable = none_in.flags.writeable = ident.flags.writeable = False

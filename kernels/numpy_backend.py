@@ -10,7 +10,7 @@ import numpy as np
 
 from .augment_numpy import augment  # noqa: F401  (the augment op: kernels/augment_numpy.py)
 from .pen_numpy import pen_strokes, skeleton  # noqa: F401  (the pen ops: kernels/pen_numpy.py)
-from .contract import layer_sizes, slot_key
+from .contract import NO_CLASS, layer_sizes, slot_key
 
 name = "numpy"
 
@@ -33,7 +33,8 @@ def linear_forward(X, W, b, out, relu):
 
 def softmax_cross_entropy(logits, y, probs, dlogits, smoothing=0.0):
     """p = softmax(logits); loss = mean -sum_k t_k log p_k; dlogits = (p - t) / n
-    with targets t = (1 - smoothing) onehot(y) + smoothing / K.
+    with targets t = (1 - smoothing) onehot(y) + smoothing / K, and t = 1/K
+    (the uniform answer) on rows labelled NO_CLASS.
     logits, probs, dlogits: (n, K)  y: (n,) int64. Returns the loss (float)."""
     n, K = logits.shape
     # Shifting by the row max leaves softmax unchanged and keeps exp() <= 1,
@@ -44,7 +45,9 @@ def softmax_cross_entropy(logits, y, probs, dlogits, smoothing=0.0):
     np.exp(log_probs, out=probs)
 
     targets = np.full((n, K), smoothing / K, dtype=logits.dtype)
-    targets[np.arange(n), y] += 1.0 - smoothing
+    labelled = np.flatnonzero(y != NO_CLASS)
+    targets[labelled, y[labelled]] += 1.0 - smoothing
+    targets[y == NO_CLASS] = 1.0 / K
     loss = -(targets * log_probs).sum() / n
 
     # d(loss)/d(logits) for softmax + cross-entropy collapses to p - t.

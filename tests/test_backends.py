@@ -113,6 +113,42 @@ def test_softmax_cross_entropy(fast, dtype, n, smoothing):
     assert_close(dlogits, expected[1], dtype)
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_rows_of_no_class_train_like_the_reference(fast, dtype, smoothing):
+    """NO_CLASS rows (outlier exposure: pictures of no digit), mixed with
+    labelled ones: the loss op, a batch's gradients, its count of rows
+    classified right (never a NO_CLASS row), and the gradient against
+    central finite differences."""
+    rng = np.random.default_rng(11)
+    n = 37
+    logits = (rng.standard_normal((n, 10)) * 3).astype(dtype)
+    y = rng.integers(0, 10, n)
+    y[::3] = contract.NO_CLASS
+    want = [np.empty_like(logits), np.empty_like(logits)]
+    loss_ref = REFERENCE.softmax_cross_entropy(logits, y, *want, smoothing)
+    probs, dlogits = np.empty_like(logits), np.empty_like(logits)
+    assert fast.softmax_cross_entropy(logits, y, probs, dlogits, smoothing) == pytest.approx(
+        loss_ref, rel=TOL[dtype.name])
+    assert_close(dlogits, want[1], dtype)
+    model = MLP.init((16, 12), seed=3, dtype=dtype.name)
+    X = sparse_images(rng, n, 784, dtype)
+    got = {}
+    for name, backend in (("ref", REFERENCE), ("fast", fast)):
+        dW, db = [np.empty_like(w) for w in model.W], [np.empty_like(b) for b in model.b]
+        got[name] = backend.forward_backward(model.W, model.b, X, y, dW, db, smoothing), dW + db
+    (loss, correct), grads = got["fast"]
+    assert loss == pytest.approx(got["ref"][0][0], rel=TOL[dtype.name])
+    assert correct == got["ref"][0][1] <= int((y != contract.NO_CLASS).sum())
+    for g, w in zip(grads, got["ref"][1]):
+        assert_close(g, w, dtype)
+    if dtype == np.float64:
+        small = MLP.init((9,), seed=6, dtype="float64", n_inputs=20)
+        Xs = sparse_images(rng, 9, 20, np.float64, density=0.6)
+        ys = rng.integers(0, 10, 9)
+        ys[[1, 4]] = contract.NO_CLASS
+        assert _fd_check(fast, small, Xs, ys, 10_000, rng, smoothing) < FD_TOLERANCE
+
+
 def test_softmax_is_stable_for_huge_logits(fast, dtype):
     # exp(1e4) overflows both dtypes: only the max shift keeps this finite.
     logits = np.array([[1e4, -1e4, 0.0, 0, 0, 0, 0, 0, 0, 0],

@@ -221,7 +221,7 @@ def test_a_cli_checkpoint_loads_and_predicts_arrays_and_images(mnist, tmp_path):
 
     clf = load(PRETRAINED)
     assert clf.classes_.tolist() == list(range(10)) and clf.n_features_in_ == 784
-    assert clf.score(mnist.X_test, mnist.y_test) == pytest.approx(0.9927)   # the shipped model (deskewed)
+    assert clf.score(mnist.X_test, mnist.y_test) == pytest.approx(0.9931)   # the shipped model (deskewed, outliers)
     paths = []
     for i in range(5):  # MNIST test digits, saved as dark-on-light 112x112 PNGs
         pixels = (255 - mnist.X_test[i].reshape(28, 28) * 255).astype(np.uint8)

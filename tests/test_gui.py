@@ -780,9 +780,11 @@ def test_drawn_digits_bench_runs_at_tiny_size(small_model):
     report = bench.measure(model, get_backend("numpy"), data, n=3, seed=1)
     assert len(report["conditions"]) == len(bench.conditions())
     assert all(c["accuracy"] in (0, 1 / 3, 2 / 3, 1) for c in report["conditions"])
+    assert all(c["not_sure"] in (0, 1 / 3, 2 / 3, 1) for c in report["conditions"])
     table = bench.markdown(report).splitlines()
     assert len([line for line in table if line.startswith("| ")]) == 1 + len(bench.PENS)
-    assert table[-1].startswith("Plain MNIST test accuracy")
+    assert table[-2].startswith("Plain MNIST test accuracy")
+    assert table[-1].startswith('"Not sure"')
 
 
 # ------------------------------------------------------ the learner's window

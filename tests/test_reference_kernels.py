@@ -48,6 +48,25 @@ def test_label_smoothing_by_hand():
     np.testing.assert_allclose(dlogits, [[-0.4, 0.4]], rtol=1e-15)
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_a_row_of_no_class_is_trained_towards_the_uniform_answer(smoothing):
+    # logits (0, ln 3): p = (1/4, 3/4); NO_CLASS's targets are (1/2, 1/2)
+    # whatever the smoothing: loss -(ln 1/4 + ln 3/4) / 2, dlogits p - 1/2.
+    logits = np.array([[0.0, math.log(3.0)]])
+    probs, dlogits = np.empty((1, 2)), np.empty((1, 2))
+    loss = ref.softmax_cross_entropy(logits, np.array([contract.NO_CLASS]), probs, dlogits,
+                                     smoothing=smoothing)
+    assert loss == pytest.approx(-(math.log(0.25) + math.log(0.75)) / 2, rel=1e-15)
+    np.testing.assert_allclose(dlogits, [[-0.25, 0.25]], rtol=1e-15)
+    # beside a labelled row, each keeps its own targets (the mean over both rows)
+    two = np.array([[0.0, math.log(3.0)], [0.0, 0.0]])
+    probs, dlogits = np.empty((2, 2)), np.empty((2, 2))
+    ref.softmax_cross_entropy(two, np.array([contract.NO_CLASS, 1]), probs, dlogits, smoothing)
+    t1 = 1 - smoothing + smoothing / 2
+    np.testing.assert_allclose(dlogits, [[-0.125, 0.125], [(0.5 - (1 - t1)) / 2, (0.5 - t1) / 2]],
+                               rtol=1e-15)
+
+
 def test_softmax_is_stable_for_huge_logits():
     logits = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4]], dtype=np.float32)
     probs, dlogits = np.empty_like(logits), np.empty_like(logits)
