@@ -126,10 +126,10 @@ pen_strokes(S, radius, X, out) -> out
     ``prepare(dtype, pen=True)`` readies these two.
 """
 
+from dataclasses import dataclass
+
 # The label of a row that belongs to no class (see above).
 NO_CLASS = -1
-
-from dataclasses import dataclass
 
 # The input format every network of the engine reads: a 28x28 image,
 # row-major, one pixel per input (the augment op needs exactly this).
