@@ -37,8 +37,9 @@ fails a check is reported and not timed.
 Also measured: the machine's SGEMM peak and, per network x batch size, the
 dense floor it implies and the floor at the layer shapes' SGEMM rates;
 single-image and 10k-test-set inference per network (with the ratio to the
-NumPy backend); and for the numba backend the cold JIT start (fresh
-NUMBA_CACHE_DIR) and the warm-cache start in subprocesses.
+NumPy backend); and for the numba backend, in subprocesses, the cold start
+(a fresh NUMBA_CACHE_DIR: the shipped compiled kernels are seeded into it),
+the warm-cache start, and the start that compiles everything (seeding off).
 """
 
 from __future__ import annotations
@@ -533,7 +534,9 @@ def numba_threads():
 
 def startup(runners, quick, idle=lambda: None):
     """numpy (baseline), then each non-reference backend: cold (fresh
-    NUMBA_CACHE_DIR) and warm (the same directory again) process start."""
+    NUMBA_CACHE_DIR, which the shipped compiled kernels seed), warm (the same
+    directory again), and compiling (a fresh directory, seeding off: a CPU or
+    Numba no bundle fits, or edited kernels) process start."""
     out = {"baseline": None, "backends": {}}
     names = [r.name for r in runners if isinstance(r, BackendRunner) and r.name != benchlib.REFERENCE]
     if not names:
@@ -542,7 +545,7 @@ def startup(runners, quick, idle=lambda: None):
     out["baseline"] = benchlib.process_start(benchlib.REFERENCE, None)
     log(f"process start numpy: {out['baseline']['wall']:.2f} s")
     for name in names:
-        cold, warm, cache_counts = [], [], []
+        cold, warm, compiling, cache_counts = [], [], [], []
         for _ in range(1 if quick else 2):
             with tempfile.TemporaryDirectory(prefix="fastmlp-numba-cache-") as cache:
                 idle()
@@ -553,9 +556,14 @@ def startup(runners, quick, idle=lambda: None):
                     idle()
                     warm.append(benchlib.process_start(name, cache))
                 cold[-1]["other_load_during_cold_and_warm"] = meter.load()
-        out["backends"][name] = {"cold": cold, "warm": warm, "cache_files": cache_counts}
+            with tempfile.TemporaryDirectory(prefix="fastmlp-numba-cache-") as cache:
+                idle()
+                compiling.append(benchlib.process_start(name, cache, bundle=False))
+        out["backends"][name] = {"cold": cold, "warm": warm, "compiling": compiling,
+                                 "cache_files": cache_counts}
         log(f"process start {name}: cold {[round(c['wall'], 2) for c in cold]} s, "
-            f"warm {[round(w['wall'], 2) for w in warm]} s, cache files {cache_counts}")
+            f"warm {[round(w['wall'], 2) for w in warm]} s, "
+            f"compiling {[round(c['wall'], 2) for c in compiling]} s, cache files {cache_counts}")
     return out
 
 
@@ -726,8 +734,11 @@ def md_startup(st):
 
     lines.append(row("numpy (baseline, no JIT)", [st["baseline"]]))
     for name, r in st["backends"].items():
-        lines.append(row(f"{name} cold JIT (fresh NUMBA_CACHE_DIR)", r["cold"]))
+        lines.append(row(f"{name} cold: fresh NUMBA_CACHE_DIR, the shipped kernels seeded", r["cold"]))
         lines.append(row(f"{name} warm cache", r["warm"]))
+        if r.get("compiling"):
+            lines.append(row(f"{name} compiling: fresh NUMBA_CACHE_DIR, FASTMLP_NUMBA_BUNDLE=0",
+                             r["compiling"]))
         if not any(r["cache_files"]):
             lines.append(f"| *{name} wrote no cache files: warm = cold (no cache=True)* | | | | | |")
     return lines

@@ -39,13 +39,19 @@ STARTUP_SCRIPT = textwrap.dedent("""
 """)
 
 
-def process_start(backend_name: str, cache_dir: str | None, timeout: float = 600) -> dict:
+def process_start(backend_name: str, cache_dir: str | None, timeout: float = 600,
+                  bundle: bool = True) -> dict:
     """A fresh interpreter: import the backend, first train_batches (4 batches)
     and first forward call, timed inside; ``wall`` is the whole process
-    (interpreter start included). NUMBA_CACHE_DIR=cache_dir if given."""
+    (interpreter start included). NUMBA_CACHE_DIR=cache_dir if given; not
+    ``bundle``: the shipped compiled kernels are not seeded into it
+    (FASTMLP_NUMBA_BUNDLE=0, kernels/compiled_bundle.py), so a fresh cache
+    compiles everything."""
     env = dict(os.environ)
     if cache_dir is not None:
         env["NUMBA_CACHE_DIR"] = cache_dir
+    if not bundle:
+        env["FASTMLP_NUMBA_BUNDLE"] = "0"
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", STARTUP_SCRIPT, backend_name], env=env,
                           capture_output=True, text=True, timeout=timeout)

@@ -20,6 +20,9 @@ modules for how they are made fast:
   numba_threads.py all threads or one, whichever is faster right now
   numba_jit.py     the decorator, and the cache guard that recompiles when
                    any kernel source changes
+  numba_target.py  the CPU compiled for: a portable x86-64 level
+  compiled_bundle.py the kernels compiled once and shipped (bundle/), loaded
+                   by a first run instead of compiling
   numba_compile.py on a cold cache, a helper process compiling the side
                    kernels (one image; augment) while this one compiles
                    the training worker
@@ -40,6 +43,7 @@ from .augment_numba import augment  # noqa: F401  (the augment op: kernels/augme
 from .augment_numba import _augment as _augment_kernel
 from .pen_numba import pen_strokes, skeleton  # noqa: F401  (the pen ops: kernels/pen_numba.py)
 from .pen_numba import _pen_strokes, _skeleton
+from . import compiled_bundle
 from .numba_compile import CompileHelper
 from .contract import NO_CLASS, N_INPUTS, OPTIMIZER_SLOTS, OptimizerConfig, layer_sizes, slot_key
 from .numba_rows import (adam_span, column_sums, momentum_span, relu_backward_flat, sgd_span,
@@ -52,6 +56,18 @@ from .numba_train import (FEW_ROWS, GRADIENT, INFER, ROWS_PER_PART, UPDATE, Batc
                           buffers, forward_few, layout, linear_few, parameter_count)
 
 name = "numba"
+
+
+def _seed_from_bundle():
+    """The shipped compiled kernels into the kernels' Numba cache, where they
+    are missing (kernels/compiled_bundle.py): a first run then loads what it
+    would compile. Nothing happens where caching is off or no bundle fits."""
+    cache_dir = getattr(getattr(batch_worker, "_cache", None), "_cache_path", None)
+    if cache_dir is not None:
+        compiled_bundle.seed(cache_dir)
+
+
+_seed_from_bundle()
 
 # train_batches runs this many batches per call from fastmlp.train.run: enough
 # to keep Python off the hot path, few enough to report progress and stop

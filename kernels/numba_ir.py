@@ -16,16 +16,16 @@ of the MR images is nonzero), X.T @ dY (ks: the images where one of MR pixels
 is nonzero) and dY @ W.T, so dense and sparse layers share one kernel.
 """
 
-from llvmlite import binding as llvm_binding
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-# Vector registers of this CPU: 64 bytes with AVX-512, else 32 (AVX2). Numba
-# compiles for the host CPU and its cache is keyed by it, so this is safe.
-_FEATURES = llvm_binding.get_host_cpu_features()
-VECTOR_BYTES = 64 if _FEATURES.get("avx512f", False) else 32
+from .numba_target import vector_bytes
+
+# Vector registers of the CPU the kernels are compiled for (numba_target.py):
+# 64 bytes with AVX-512, else 32 (AVX2). Numba's cache is keyed by that CPU.
+VECTOR_BYTES = vector_bytes()
 # Rows per tile and vectors per row: MR * NV accumulators plus NV loads and a
 # broadcast must fit the register file (16 registers with AVX2, 32 with AVX-512).
 MR = 8 if VECTOR_BYTES == 64 else 4

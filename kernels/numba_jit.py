@@ -3,12 +3,15 @@
 One decorator for every kernel, and a cache that notices when any kernel
 source changes.
 
-Numba's cache checks only the file that defines a function: a kernel whose
-callee lives in another file (batch_worker calls product_rows, which inlines
-tile_fma from numba_ir.py) would be loaded stale after an edit to that other
-file. So every kernel's cache entry is stamped with a digest of all the
-backend's kernel sources as well (``SOURCES_DIGEST``): an edit anywhere
-recompiles everything once, and nothing stale is ever loaded.
+Numba's cache checks only the file that defines a function, and by its
+modification time and size: a kernel whose callee lives in another file
+(batch_worker calls product_rows, which inlines tile_fma from numba_ir.py)
+would be loaded stale after an edit to that other file. So every kernel's
+cache entry is stamped with a digest of all the backend's kernel sources
+instead (``SOURCES_DIGEST``): an edit anywhere recompiles everything once,
+nothing stale is ever loaded, and an entry compiled from the same sources
+on another machine (for the same CPU level, numba_target.py; the shipped
+bundle, compiled_bundle.py) is as good as one compiled here.
 """
 
 import hashlib
@@ -17,6 +20,8 @@ import os
 import numpy as np
 from numba import njit
 from numba.core import caching
+
+from . import numba_target  # noqa: F401  (chooses the CPU before anything compiles)
 
 KERNEL_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -42,7 +47,7 @@ SOURCES_DIGEST = sources_digest()
 class _KernelSourcesLocator(caching._CacheLocator):
     """Numba's own locator for a function of this directory (the first that
     applies: in-tree __pycache__, the user-wide cache, NUMBA_CACHE_DIR...),
-    with SOURCES_DIGEST added to its source stamp."""
+    with SOURCES_DIGEST as its source stamp."""
 
     # How the locators of this kind know each other: the same file imported
     # under a second name (``kernels`` from the source tree beside
@@ -67,7 +72,7 @@ class _KernelSourcesLocator(caching._CacheLocator):
         return self._inner.get_cache_path()
 
     def get_source_stamp(self):
-        return (self._inner.get_source_stamp(), SOURCES_DIGEST)
+        return SOURCES_DIGEST
 
     def get_disambiguator(self):
         return self._inner.get_disambiguator()
