@@ -312,9 +312,11 @@ def prepare_side(dtype, augment, pen=False):
 
 
 def _tiny(dtype):
-    """A 20-8-3 network and 6 rows: what the preparation runs the kernels on."""
+    """A 20-8-6-3 network and 6 rows: what the preparation runs the kernels
+    on. Three layers, as the default network: forward_few takes the layers as
+    a tuple, whose length is part of its compiled type."""
     rng = np.random.default_rng(0)
-    sizes = (20, 8, 3)
+    sizes = (20, 8, 6, 3)
     W = [rng.standard_normal((i, o)).astype(dtype) for i, o in zip(sizes[:-1], sizes[1:])]
     b = [np.zeros(o, dtype) for o in sizes[1:]]
     return W, b, rng.random((6, sizes[0])).astype(dtype)

@@ -40,6 +40,20 @@ import json, numpy as np
 from numba.core.registry import CPUDispatcher
 from fastmlp.kernels import numba_backend as nb, numba_target
 nb.prepare(np.float32, augment=True, pen=True)
+# then what `fastmlp train` and the GUI run on the default network
+from fastmlp.train import TrainConfig, TrainState
+config = TrainConfig()
+state = TrainState.fresh(config)
+m = state.model
+rng = np.random.default_rng(0)
+X = (rng.random((300, 784)) * (rng.random((300, 784)) < 0.2)).astype(np.float32)
+y = rng.integers(0, 10, 300)
+nb.train_batches(m.W, m.b, state.optimizer.slots, 0, X, y, np.arange(300), 128, 0, 3, np.full(3, 0.01),
+                 config.optimizer_config(), 0.0)
+nb.forward(m.W, m.b, X[:1]), nb.forward(m.W, m.b, X)
+nb.linear_forward(X[:1], m.W[0], m.b[0], np.empty((1, 128), np.float32), True)
+nb.linear_backward(X[:1], m.W[0], np.ones((1, 128), np.float32), np.empty_like(m.W[0]),
+                   np.empty_like(m.b[0]), np.empty((1, 784), np.float32))
 stats = {}
 for module in list(__import__("sys").modules.values()):
     if getattr(module, "__name__", "").startswith("fastmlp.kernels."):
@@ -62,8 +76,9 @@ def _prepare_on_a_fresh_cache(tmp_path, **env_extra):
 @pytest.mark.skipif(sys.implementation.cache_tag != "cpython-311",
                     reason="the bundles are compiled for CPython 3.11")
 def test_a_first_run_loads_every_kernel_it_needs_from_the_bundle(tmp_path):
-    """On a fresh cache, prepare (what `fastmlp train` waits for) compiles
-    nothing: every kernel it runs is a cache hit, seeded from the bundle."""
+    """On a fresh cache, prepare (what `fastmlp train` waits for) and then
+    training, inference and the GUI's one-image calls on the default network
+    compile nothing: every kernel they run is a cache hit, seeded from the bundle."""
     result = _prepare_on_a_fresh_cache(tmp_path)
     if result["target"] not in numba_target.LEVELS:
         pytest.skip(f"no bundle for this CPU ({result['target']})")
