@@ -2,8 +2,9 @@
 
 No printing and no Tk here.
 
-A compiled backend's prepare takes 5-35 s on a cold Numba cache (well under
-1 s when cached). Run where the user waits for it, that is a frozen window or
+A compiled backend's prepare takes 5-35 s where it must compile (a Numba
+cache that neither holds the kernels nor could be seeded with the shipped
+ones, kernels/compiled_bundle.py), well under 1 s otherwise. Run where the user waits for it, that is a frozen window or
 a silent pause, and run inside a timed epoch it inflates the epoch's seconds.
 So the CLI starts it while it loads data and announces any wait that is left,
 and the GUI keeps answering with NumPy until it is done. Both see a failure
