@@ -91,10 +91,11 @@ class BackendRunner(EpochRunner):
         super().__init__(name, module, f"{name} (reference)" if name == benchlib.REFERENCE else name)
 
     def inference_calls(self, model, X_test):
-        x = X_test[0]
+        x, few = X_test[0], X_test[:MID_ROWS]
         single = lambda: model.predict_proba(x[None, :], self.module)  # noqa: E731
+        mid = lambda: predict_proba(model, few, self.module)  # noqa: E731
         full = lambda: predict_proba(model, X_test, self.module)  # noqa: E731
-        return single, full
+        return single, mid, full
 
 
 class TorchRunner:
@@ -181,13 +182,16 @@ class TorchRunner:
                 return torch.softmax(net(torch.from_numpy(np.ascontiguousarray(X))), dim=1).numpy()
 
         X_test = X_test.copy()  # writable: torch.from_numpy warns on read-only arrays
-        x = X_test[0]
-        return (lambda: probs(x[None, :])), (lambda: probs(X_test))
+        x, few = X_test[0], X_test[:MID_ROWS]
+        return (lambda: probs(x[None, :])), (lambda: probs(few)), (lambda: probs(X_test))
 
 
 # ------------------------------------------------------------------ measurement helpers
 
 samples, stats, log = benchlib.samples, benchlib.stats, benchlib.log
+# The inference table's middle size: a predict call of a thousand images
+# (below 2048 rows the Numba backend ran one thread until 2026-12-03).
+MID_ROWS = 1000
 
 
 def fmt_load(x):
@@ -480,7 +484,7 @@ def measure_inference(run, runners, model, data):
     reference_probs = predict_proba(model, X_test, benchlib.get_backend(benchlib.REFERENCE))
     network = benchlib.network_name(model.sizes)
     for runner in [r for r in runners if hasattr(r, "inference_calls")]:
-        single, full = runner.inference_calls(model, X_test)
+        single, mid, full = runner.inference_calls(model, X_test)
         run.idle()
         meter = benchlib.ForeignLoad()
         probs = full()
@@ -488,10 +492,12 @@ def measure_inference(run, runners, model, data):
         if not ok and runner.name != "torch":
             run.failures.append(f"{runner.name}: {network} 10k inference differs from the reference")
         s1 = samples(single, 3 if quick else 7, 0.05 if quick else 0.3)
+        s_mid = samples(mid, 3 if quick else 7, 0.05 if quick else 0.3)
         s2 = samples(full, 2 if quick else 7, 0.0)
         run.report["inference"].append({
             "backend": runner.name, "label": runner.label, "network": network,
-            "single_image_seconds": stats(s1), "test_10k_seconds": stats(s2), "rows": len(X_test),
+            "single_image_seconds": stats(s1), "mid_seconds": stats(s_mid),
+            "mid_rows": min(MID_ROWS, len(X_test)), "test_10k_seconds": stats(s2), "rows": len(X_test),
             "matches_reference": ok, "other_load": meter.load()})
         log(f"{runner.name} {network}: single image {statistics.median(s1) * 1e6:.1f} us, "
             f"10k {statistics.median(s2) * 1e3:.1f} ms")
@@ -705,12 +711,19 @@ def md_inference(report):
         return []
     numpy_10k = {r["network"]: r["test_10k_seconds"]["median"] for r in rows
                  if r["backend"] == benchlib.REFERENCE}
-    lines = ["", "| backend | network | single image µs median (min–max) | 10k test set ms median (min–max) "
-             "| images/s (10k) | 10k vs NumPy backend | matches NumPy |", "|---|---|---:|---:|---:|---:|---|"]
+    numpy_mid = {r["network"]: r["mid_seconds"]["median"] for r in rows
+                 if r["backend"] == benchlib.REFERENCE}
+    mid_rows = rows[0]["mid_rows"]
+    lines = ["", f"| backend | network | single image µs median (min–max) | {mid_rows:,} images ms "
+             f"median (min–max) | {mid_rows:,} vs NumPy backend | 10k test set ms median (min–max) "
+             "| images/s (10k) | 10k vs NumPy backend | matches NumPy |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        a, b = r["single_image_seconds"], r["test_10k_seconds"]
+        a, m, b = r["single_image_seconds"], r["mid_seconds"], r["test_10k_seconds"]
         lines.append(f"| {r['label']} | {r['network']} "
                      f"| {a['median'] * 1e6:.1f} ({a['min'] * 1e6:.1f}–{a['max'] * 1e6:.1f}) "
+                     f"| {m['median'] * 1e3:.2f} ({m['min'] * 1e3:.2f}–{m['max'] * 1e3:.2f}) "
+                     f"| {ratio(numpy_mid.get(r['network']), m['median'])} "
                      f"| {b['median'] * 1e3:.2f} ({b['min'] * 1e3:.2f}–{b['max'] * 1e3:.2f}) "
                      f"| {r['rows'] / b['median']:,.0f} | {ratio(numpy_10k.get(r['network']), b['median'])} "
                      f"| {'yes' if r['matches_reference'] else 'NO'} |")

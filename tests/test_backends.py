@@ -758,6 +758,27 @@ def test_every_block_of_the_training_buffers_starts_on_a_cache_line(dtype, sizes
     assert P.sum() == sum(w.size for w in W) + 2 * sum(sizes[1:])
 
 
+def test_forward_gives_a_block_of_rows_to_every_thread(monkeypatch):
+    """Inference cuts each block of _FORWARD_BLOCK rows into parts that every
+    thread claims: 1,000 rows (one block, four parts) run on two threads,
+    256 rows (one part) on one. (Until 2026-12-03 it started one thread per
+    block, so up to 2,048 rows ran on one, slower than NumPy.)"""
+    from fastmlp.kernels import numba_backend as nb
+    from fastmlp.model import MLP
+    m = MLP.init(seed=0)
+    seen = []
+    real = nb.run_threads
+    monkeypatch.setattr(nb.THREADS, "count", lambda: 2)
+    monkeypatch.setattr(nb, "run_threads", lambda worker, threads, *args: (
+        seen.append(threads), real(worker, threads, *args))[1])
+    rng = np.random.default_rng(0)
+    for rows in (1000, 256):
+        X = rng.random((rows, 784)).astype(np.float32)
+        probs = nb.forward(m.W, m.b, X)
+        np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
+    assert seen == [2, 1]
+
+
 def test_results_do_not_depend_on_the_thread_count():
     """The same in fresh processes: NUMBA_NUM_THREADS=1 against the default
     (forward's threaded blocks are rows computed independently)."""
