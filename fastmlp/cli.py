@@ -144,6 +144,10 @@ def _add_train(commands) -> None:
                             "(two digits overlaid, or four digits' quarters) trained towards "
                             "the uniform answer, so that the model is unsure off the digits "
                             "(default: 0)")
+    train.add_argument("--flagged-ones", type=float, metavar="F",
+                       help="add F times as many 1s as the training set has, each written the "
+                            "European way: a flag from the top and, half of the time, a foot "
+                            "(default: 0)")
     train.add_argument("--validation", type=int, metavar="N",
                        help="hold out the last N of those for tuning (reported per epoch)")
     train.add_argument("--swa-start", type=int, metavar="EPOCH",
@@ -296,6 +300,7 @@ def _announcement(args, config, state, data, n, backend) -> str:
             + (", deskewed" if state.model.deskew else "")
             + (f", augment {config.augment}" if config.augment != "none" else "")
             + (f", dropout {config.dropout:g}" if config.dropout else "")
+            + (f", flagged ones +{config.flagged_ones:g} of the 1s" if config.flagged_ones else "")
             + (f", outliers +{outliers.count_for(config.outliers, n)} pictures of no digit"
                if config.outliers else "")
             + (f", SWA from epoch {config.swa_start}" if config.swa_start else "")
@@ -417,7 +422,7 @@ def _percent(record, label, key) -> str:
 # Flag name -> TrainConfig field, for the flags that define the recipe.
 _RECIPE_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "nesterov", "schedule",
                  "warmup", "weight_decay", "label_smoothing", "dropout", "seed", "dtype", "hidden", "limit", "validation",
-                 "augment", "swa_start", "deskew", "outliers")
+                 "augment", "swa_start", "deskew", "outliers", "flagged_ones")
 
 
 def _given(args, names) -> dict:

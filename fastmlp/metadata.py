@@ -221,7 +221,7 @@ CONFIG = Obj({
     "label_smoothing": Float(0.0, 1.0, below_hi=True), "dropout": Float(0.0, 1.0, below_hi=True),
     "seed": Int(0), "dtype": Str(tuple(DTYPES)), "hidden": List(Int(1), max_len=MAX_LAYERS),
     "limit": Maybe(Int(1)), "validation": Int(0), "augment": Str(), "swa_start": Maybe(Int(1)),
-    "deskew": Bool(), "outliers": Float(0.0, 1.0),
+    "deskew": Bool(), "outliers": Float(0.0, 1.0), "flagged_ones": Float(0.0, 1.0),
 })
 
 RECORD = Obj({

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from fastmlp import augmentation, outliers
+from fastmlp import augmentation, outliers, styles
 from fastmlp.checkpoint import Checkpoint
 from fastmlp.errors import FastmlpError
 from fastmlp.evaluate import accuracy
@@ -47,6 +47,7 @@ class TrainConfig:
     swa_start: int | None = None
     deskew: bool = False
     outliers: float = 0.0
+    flagged_ones: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", parse_hidden(self.hidden))
@@ -128,7 +129,8 @@ def checkpoint_meta(config: TrainConfig, state: TrainState, data) -> dict:
             "rng": {"seed": config.seed, "scheme": "epoch order: default_rng([seed, epoch]); "
                                                    "augmentation: default_rng([seed, epoch, 1]); "
                                                    "dropout key: default_rng([seed, epoch, 2]); "
-                                                   "outliers: default_rng([seed, 3])"}}
+                                                   "outliers: default_rng([seed, 3]); "
+                                                   "flagged ones: default_rng([seed, 4])"}}
 
 
 def to_checkpoint(config: TrainConfig, state: TrainState, data) -> Checkpoint:
@@ -208,6 +210,10 @@ def run(config: TrainConfig, data, backend, state: TrainState, *, on_chunk=None,
     labelled = len(X)
     if config.outliers:
         X, y = outliers.with_outliers(X, y, config.outliers, config.seed)
+    if config.flagged_ones:   # copies of the 1s (the outliers, NO_CLASS, are never chosen)
+        before = len(X)
+        X, y = styles.with_flagged_ones(X, y, config.flagged_ones, config.seed)
+        labelled += len(X) - before
     check_memory(config, len(X), state.model.sizes[0], state.model.sizes[-1])
     # What the model reads (deskewed if it was made so), once for the whole run.
     X = state.model.prepared(X)
