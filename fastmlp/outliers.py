@@ -34,6 +34,16 @@ def count_for(fraction: float, n: int) -> int:
     return int(round(fraction * n))
 
 
+def shifted(image, dr: int, dc: int) -> np.ndarray:
+    """``image`` (rows, cols) moved by (dr, dc) pixels; what leaves the frame
+    is dropped and what enters is 0: a shift, not a wrap."""
+    out = np.zeros_like(image)
+    rows, cols = image.shape
+    out[max(dr, 0):rows + min(dr, 0), max(dc, 0):cols + min(dc, 0)] = \
+        image[max(-dr, 0):rows - max(dr, 0), max(-dc, 0):cols - max(dc, 0)]
+    return out
+
+
 def _other_class(y, first, rng):
     """For each index in ``first``, a random index of a digit of another class."""
     second = rng.integers(0, len(y), len(first))
@@ -55,17 +65,7 @@ def overlays(X, y, count, rng):
     b = X[second].reshape(count, SIDE, SIDE)
     out = a.copy()
     for i, (dy, dx) in enumerate(shifts):
-        moved = np.roll(b[i], (dy, dx), axis=(0, 1))
-        # rolled-over rows and columns are cleared: a shift, not a wrap
-        if dy > 0:
-            moved[:dy] = 0
-        elif dy < 0:
-            moved[dy:] = 0
-        if dx > 0:
-            moved[:, :dx] = 0
-        elif dx < 0:
-            moved[:, dx:] = 0
-        np.maximum(out[i], moved, out=out[i])
+        np.maximum(out[i], shifted(b[i], int(dy), int(dx)), out=out[i])
     return out.reshape(count, SIDE * SIDE)
 
 

@@ -320,7 +320,7 @@ def _closing(small: np.ndarray, k: int, dark_ink: bool) -> np.ndarray:
     return _extreme_filter(_extreme_filter(small, k, first), k, second)
 
 
-def _stroke_width(ink: np.ndarray) -> float:
+def stroke_width(ink: np.ndarray) -> float:
     """Typical width in px of the strokes in an ink map: 2 * area / boundary
     of the pixels above half the strongest ink (a stroke of width w and
     length l has area w*l and about 2*l boundary pixels; a shadow the first
@@ -397,7 +397,7 @@ def _paper(gray: np.ndarray, small: np.ndarray, dark_ink: bool) -> np.ndarray:
     h, w = gray.shape
     k = _wide_window(small)
     paper = _closing(small, k, dark_ink)
-    width = _stroke_width(np.abs(paper - small))
+    width = stroke_width(np.abs(paper - small))
     narrow = max(3, int(np.ceil(STROKE_WINDOWS * width)) | 1)
     if narrow < k:
         paper = _closing(small, narrow, dark_ink)

@@ -17,7 +17,9 @@ like the other digits. Nothing outside the training set is used.
 
 import numpy as np
 
-SIDE = 28
+from fastmlp.outliers import SIDE, shifted
+from fastmlp.preprocess import stroke_width
+
 RNG_STREAM = 4   # the seed's streams: epoch order, augmentation (1), dropout (2), outliers (3)
 INK = 0.3        # a pixel above this is ink (the images are in [0, 1])
 # The flag: from the top of the stroke, towards the lower left, FLAG_ANGLE
@@ -51,15 +53,6 @@ def segment_ink(p0, p1, width: float) -> np.ndarray:
     return np.clip(width / 2 + 0.5 - distance, 0, 1)
 
 
-def _shift(image, dr: int, dc: int) -> np.ndarray:
-    """``image`` moved by (dr, dc) pixels, what leaves the frame dropped (not wrapped)."""
-    out = np.zeros_like(image)
-    rows, cols = image.shape
-    out[max(dr, 0):rows + min(dr, 0), max(dc, 0):cols + min(dc, 0)] = \
-        image[max(-dr, 0):rows - max(dr, 0), max(-dc, 0):cols - max(dc, 0)]
-    return out
-
-
 def _centre_of_mass(image) -> np.ndarray:
     return np.array([(image * _ROWS).sum(), (image * _COLS).sum()]) / image.sum()
 
@@ -77,8 +70,7 @@ def flag_one(image, rng) -> np.ndarray:
     height = bottom - top + 1
     top_col = np.nonzero(ink[top:top + 2].any(axis=0))[0].mean()
     bottom_col = np.nonzero(ink[bottom - 1:bottom + 1].any(axis=0))[0].mean()
-    # the stroke's width: ink per row (0.8: a slanted stroke spans more columns than its width)
-    stroke = float(np.clip(0.8 * ink.sum() / height, 1.5, 3.5))
+    stroke = float(np.clip(stroke_width(a), 1.5, 3.5))   # the pen preprocess measures too
     level = float(np.percentile(a[ink], 90))
     angle = np.deg2rad(rng.uniform(*FLAG_ANGLE))
     length = height * rng.uniform(*FLAG_LENGTH)
@@ -91,7 +83,7 @@ def flag_one(image, rng) -> np.ndarray:
         out = np.maximum(out, level * segment_ink((row, bottom_col - half), (row, bottom_col + half),
                                                   stroke * rng.uniform(*PEN)))
     dr, dc = np.round(_centre_of_mass(a) - _centre_of_mass(out)).astype(int)
-    return _shift(out, int(dr), int(dc)).reshape(-1).astype(image.dtype)
+    return shifted(out, int(dr), int(dc)).reshape(-1).astype(image.dtype)
 
 
 def with_flagged_ones(X, y, fraction: float, seed: int):

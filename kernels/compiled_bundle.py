@@ -20,6 +20,7 @@ then; building compiles each level in a fresh process, ~30 s):
     python -m fastmlp.kernels.compiled_bundle
 """
 
+import io
 import json
 import os
 import pickle
@@ -60,12 +61,21 @@ def _is_current(index_path: str) -> bool:
     return version == numba.__version__ and stamp == SOURCES_DIGEST
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _write_whole(path: str, data: bytes) -> None:
-    """Write ``path`` whole or not at all (a rename), as Numba writes its own."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".seed-")
+    """Write ``path`` whole or not at all (a rename), as Numba writes its own,
+    readable as a file written with open() would be (mkstemp's 0600 would
+    hide a shared install's cache from its other users)."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".write-")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -122,21 +132,15 @@ def build(level: str) -> str:
         subprocess.run([sys.executable, "-c", code], env=env, check=True)
         files = sorted(os.path.join(d, n) for d, _, ns in os.walk(cache) for n in ns
                        if n.endswith((".nbi", ".nbc")))
-        os.makedirs(BUNDLE_DIR, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=BUNDLE_DIR, prefix=".build-")
-        os.close(fd)
-        try:
-            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as bundle:
-                manifest = {"identity": expected_manifest(level),
-                            "files": [os.path.basename(f) for f in files]}
-                bundle.writestr(MANIFEST, json.dumps(manifest, indent=1))
-                for f in files:
-                    bundle.write(f, os.path.basename(f))
-            os.chmod(tmp, 0o644)   # mkstemp's 0600 would keep it from other users of an install
-            os.replace(tmp, bundle_path(level))
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        data = io.BytesIO()
+        with zipfile.ZipFile(data, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as bundle:
+            manifest = {"identity": expected_manifest(level),
+                        "files": [os.path.basename(f) for f in files]}
+            bundle.writestr(MANIFEST, json.dumps(manifest, indent=1))
+            for f in files:
+                bundle.write(f, os.path.basename(f))
+    os.makedirs(BUNDLE_DIR, exist_ok=True)
+    _write_whole(bundle_path(level), data.getvalue())
     return bundle_path(level)
 
 
@@ -147,6 +151,8 @@ def main() -> int:
         if not set(needs) <= host:
             print(f"{level}: skipped, this CPU cannot run it", file=sys.stderr)
             continue
+        print(f"{level}: compiling the kernels in a fresh process (~10-15 s)...", file=sys.stderr,
+              flush=True)
         path = build(level)
         print(f"{level}: {path} ({os.path.getsize(path) / 1e6:.2f} MB)", file=sys.stderr)
     return 0

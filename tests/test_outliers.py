@@ -104,3 +104,14 @@ def test_both_backends_train_the_same_epoch_with_outliers():
     assert fast.history[-1]["loss"] == pytest.approx(ref.history[-1]["loss"], rel=1e-3)
     for a, b in zip(fast.model.W, ref.model.W):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_shifted_moves_without_wrapping():
+    image = np.arange(1, 17, dtype=np.float32).reshape(4, 4)
+    down_right = outliers.shifted(image, 1, 2)
+    np.testing.assert_array_equal(down_right[1:, 2:], image[:3, :2])
+    assert not down_right[0].any() and not down_right[:, :2].any()
+    up_left = outliers.shifted(image, -3, -1)
+    np.testing.assert_array_equal(up_left[:1, :3], image[3:, 1:])
+    assert not up_left[1:].any() and not up_left[:, 3].any()
+    np.testing.assert_array_equal(outliers.shifted(image, 0, 0), image)
