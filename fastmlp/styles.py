@@ -25,7 +25,7 @@ INK = 0.3        # a pixel above this is ink (the images are in [0, 1])
 # The flag: from the top of the stroke, towards the lower left, FLAG_ANGLE
 # degrees from the downward vertical, FLAG_LENGTH of the 1's height long.
 # A flag near 80 degrees and 45% of the height long is close to a 7's bar:
-# on validation, trained with --flagged-ones 0.5, 3 of the 5,000 images were
+# on validation, trained with --flagged-ones 0.5 (the first version), 3 of the 5,000 images were
 # 7s read as 1 (none without); 30-60 degrees and 20-35% gave 1, and took away
 # most of the gain on scikit-learn's 1s (README, "Beyond 98%").
 FLAG_ANGLE = (35.0, 80.0)
