@@ -61,6 +61,14 @@ from fastmlp.evaluate import predict_proba  # noqa: E402
 from fastmlp.model import parse_hidden  # noqa: E402
 
 
+# Untimed batches each runner trains between the idle wait and its timed
+# epoch. The wait sleeps at least a second, and the cores come back from it
+# slow: measured 2026-12-03 on the Xeon guest, the numba epoch took 0.225 s
+# (median of 5) after a 1 s sleep against 0.204 s back to back, and 0.204 s
+# again after 16 untimed batches. A user's epochs run back to back.
+RAMP_BATCHES = 16
+
+
 # ------------------------------------------------------------------ runners
 
 class EpochRunner:
@@ -69,8 +77,8 @@ class EpochRunner:
     def __init__(self, name, module, label):
         self.name, self.module, self.label = name, module, label
 
-    def warm_up(self, setup):
-        benchlib.warm_up_epoch(self.module, setup)
+    def warm_up(self, setup, batches=2):
+        benchlib.warm_up_epoch(self.module, setup, batches)
 
     def epoch(self, setup):
         state = benchlib.fresh_state(setup)  # not timed
@@ -131,8 +139,8 @@ class TorchRunner:
                                   self.torch.from_numpy(setup.y.copy()))
         return self._tensors[key]
 
-    def warm_up(self, setup):
-        self._epoch(setup, steps=2)
+    def warm_up(self, setup, batches=2):
+        self._epoch(setup, steps=batches)
 
     def epoch(self, setup):
         return self._epoch(setup)
@@ -433,8 +441,9 @@ def check_epochs(run, runners, setup, tag):
 
 
 def timed_repeats(run, timed, setup, tag):
-    """--repeats rounds, each timing every runner once (round-robin); an epoch
-    with other load > --max-load is discarded and re-run (up to --retries)."""
+    """--repeats rounds, each timing every runner once (round-robin), after
+    the idle wait and RAMP_BATCHES untimed batches; an epoch with other load
+    > --max-load is discarded and re-run (up to --retries)."""
     args = run.args
     results = {r.name: [] for r in timed}
     discarded = {r.name: [] for r in timed}
@@ -442,6 +451,7 @@ def timed_repeats(run, timed, setup, tag):
         for runner in timed:
             while True:
                 run.idle()
+                runner.warm_up(setup, RAMP_BATCHES)
                 meter = benchlib.ForeignLoad()
                 res = runner.epoch(setup)
                 res.other_load = meter.load()

@@ -1,8 +1,10 @@
 """All the hand-written LLVM IR of the Numba backend.
 
 The register-tiled GEMM micro-kernel, the one kernel Numba's own loops cannot express well (its
-accumulators must live in registers across the whole k loop), and the
-atomic operations the threads' barrier is made of (kernels/numba_sync.py).
+accumulators must live in registers across the whole k loop), the
+atomic operations the threads' barrier is made of (kernels/numba_sync.py),
+and a prefetch for writing that Numba has no expression for (the training
+worker's update, kernels/numba_train.py ``claim_piece``).
 
 bench/test_bench_tiles.py times it against its plain-Numba twin
 (kernels/numba_tiles.py ``tile_plain``) after checking both against NumPy;
@@ -30,6 +32,8 @@ VECTOR_BYTES = vector_bytes()
 # broadcast must fit the register file (16 registers with AVX2, 32 with AVX-512).
 MR = 8 if VECTOR_BYTES == 64 else 4
 NV = 2
+# Bytes of a cache line (x86): the stride of prefetch_for_write.
+CACHE_LINE = 64
 
 
 def lanes(itemsize: int) -> int:
@@ -339,6 +343,34 @@ def bit_count(typingctx, word):
 
     def codegen(context, builder, signature, args):
         return _call(builder, "llvm.ctpop.i64", ir.IntType(64), [args[0]])
+
+    return sig, codegen
+
+
+@intrinsic
+def prefetch_for_write(typingctx, a, lo, hi):
+    """Ask for the cache lines of a[lo:hi] ahead, for writing (llvm.prefetch
+    with rw = 1: x86 ``prefetchw``, given the prfchw feature, see
+    kernels/numba_target.py): a line another core holds is then taken from it
+    while this one computes, not when the store reaches it. No effect on any
+    value. a: (n,) contiguous, 0 <= lo <= hi <= n."""
+    sig = types.none(a, lo, hi)
+
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        lo, hi = (context.cast(builder, v, t, types.intp)
+                  for v, t in zip(args[1:], signature.args[1:]))
+        i8p, i32, intp = ir.IntType(8).as_pointer(), ir.IntType(32), ir.IntType(64)
+        start = builder.bitcast(builder.gep(arr.data, [lo]), i8p)
+        itemsize = context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype))
+        nbytes = builder.mul(builder.sub(hi, lo), ir.Constant(intp, itemsize))
+        with cgutils.for_range_slice(builder, ir.Constant(intp, 0), nbytes,
+                                     ir.Constant(intp, CACHE_LINE)) as (offset, _):
+            # rw 1 (write), locality 3 (keep in every level), cache 1 (data)
+            _call(builder, "llvm.prefetch.p0i8", ir.VoidType(),
+                  [builder.gep(start, [offset]), ir.Constant(i32, 1), ir.Constant(i32, 3),
+                   ir.Constant(i32, 1)])
+        return context.get_dummy_value()
 
     return sig, codegen
 

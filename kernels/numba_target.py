@@ -31,6 +31,12 @@ _V2 = ("cx16", "popcnt", "sahf", "sse3", "sse4.1", "sse4.2", "ssse3")
 _V3 = _V2 + ("avx", "avx2", "bmi", "bmi2", "f16c", "fma", "lzcnt", "movbe", "xsave")
 _V4 = _V3 + ("avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl")
 LEVELS = {"x86-64-v4": _V4, "x86-64-v3": _V3}   # best first
+# What every level is compiled with beyond its own features: prefetchw, with
+# which the training worker claims the cache lines its update will write
+# (kernels/numba_train.py ``claim_piece``). Not required of the host: every
+# x86-64 CPU runs it, those before Intel Broadwell as a no-op (64-bit Windows
+# 8.1 required the instruction of all of them for that reason).
+LEVEL_EXTRAS = "+prfchw"
 
 
 def host_features() -> set:
@@ -65,7 +71,7 @@ def apply(target: str) -> None:
     if target == NATIVE or os.environ.get("NUMBA_CPU_NAME"):
         return
     os.environ["NUMBA_CPU_NAME"] = target
-    os.environ["NUMBA_CPU_FEATURES"] = ""   # the level's own features, nothing of the host's
+    os.environ["NUMBA_CPU_FEATURES"] = LEVEL_EXTRAS   # the level's own and these, nothing of the host's
     config.reload_config()
 
 

@@ -191,12 +191,34 @@ def test_the_target_follows_the_user(monkeypatch):
 
 
 def test_this_process_compiles_for_the_chosen_level():
-    """Numba's codegen says the level's name and no host features: the key
+    """Numba's codegen says the level's name and no host features (only the
+    extras every level is compiled with): the key
     under which a bundle's entries were stored; the kernels' vectors are the
     level's (64 bytes for v4's AVX-512, 32 for v3's AVX2)."""
     if numba_target.TARGET not in numba_target.LEVELS:
         pytest.skip(f"this CPU has no portable level ({numba_target.TARGET})")
     from numba.core.registry import cpu_target
     triple, name, features = cpu_target.target_context.codegen().magic_tuple()
-    assert (name, features) == (numba_target.TARGET, "")
+    assert (name, features) == (numba_target.TARGET, numba_target.LEVEL_EXTRAS)
     assert numba_target.vector_bytes() == (64 if numba_target.TARGET == "x86-64-v4" else 32)
+
+
+def test_the_level_compiles_the_write_prefetch_to_prefetchw():
+    """claim_piece's prefetch_for_write is ``prefetchw`` on every level (the
+    extra feature); it reads and writes nothing: the array is unchanged, and
+    an empty or one-element span is fine."""
+    if numba_target.TARGET not in numba_target.LEVELS:
+        pytest.skip(f"this CPU has no portable level ({numba_target.TARGET})")
+    import numpy as np
+    from fastmlp.kernels.numba_ir import prefetch_for_write
+
+    @numba.njit
+    def claim(a, lo, hi):
+        prefetch_for_write(a, lo, hi)
+
+    a = np.arange(1000, dtype=np.float32)
+    for lo, hi in ((0, 1000), (17, 18), (500, 500)):
+        claim(a, lo, hi)
+    np.testing.assert_array_equal(a, np.arange(1000, dtype=np.float32))
+    asm = claim.inspect_asm(claim.signatures[0])
+    assert "prefetchw" in asm
