@@ -109,7 +109,12 @@ def jit(parallel=False, inline=False):
     error_model="numpy": x / 0 gives inf/NaN as in NumPy instead of raising.
     No fastmath: the only fused multiply-adds are the explicit ones of the
     micro-kernel. inline: small helpers are inlined into their callers'
-    Numba IR instead of being compiled on their own."""
+    Numba IR instead of being compiled on their own. Every helper called per
+    row or per group of rows is: a call to a kernel compiled on its own costs
+    ~50 ns (measured 2026-12-03: row_bits over 128 rows of 64 values, 6.8 µs
+    called once a row, 0.3 µs inlined; 10k-image inference 8.3-8.6 ms ->
+    7.5-7.9 ms once row_bits, kept_ks and the row kernels of numba_rows were
+    inlined)."""
     def decorate(fn):
         options = dict(nogil=True, parallel=parallel, error_model="numpy",
                        inline="always" if inline else "never")

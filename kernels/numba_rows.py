@@ -12,7 +12,7 @@ import numpy as np
 from .numba_jit import jit
 
 
-@jit()
+@jit(inline=True)
 def softmax_xent_row(z, label, logp, d, t_off, t_on, n):
     """One row of softmax_cross_entropy: shifted = z - max z, e = exp(shifted),
     log p = shifted - log sum e, p = e / sum e (the reference takes exp(log p),
@@ -69,7 +69,7 @@ def relu_backward_flat(dA, A, dZ):
         dZ[i] = dA[i] * dt(A[i] > 0)
 
 
-@jit()
+@jit(inline=True)
 def softmax_row(z, p):
     """p = exp(z - max z) / sum, the reference forward's softmax. z, p: (K,)."""
     zmax = z[0]
@@ -105,7 +105,7 @@ def smoothed_targets(smoothing, K, dtype_of):
     return dt(smoothing / K), dt(1.0 - smoothing)
 
 
-@jit()
+@jit(inline=True)
 def dropout_row(out, key, counter, threshold, scale):
     """out[u] *= scale if unit u is kept, else 0 (the reference's
     dropout_factors): kept when splitmix64(key + (counter + u) * golden) >> 40
@@ -120,7 +120,7 @@ def dropout_row(out, key, counter, threshold, scale):
         out[u] = out[u] * (scale if (z >> np.uint64(40)) >= threshold else zero)
 
 
-@jit()
+@jit(inline=True)
 def relu_mask_row(d, a, scale):
     """d[k] *= scale where a[k] > 0, else 0: relu_backward, times the dropout
     scale (1 without dropout), A == 0 (ReLU'd or dropped) being inactive.

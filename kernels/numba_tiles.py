@@ -40,7 +40,7 @@ KC = 256
 DENSE_FRACTION = 0.75
 
 
-@jit()
+@jit(inline=True)
 def row_bits(a, bits):
     """bits[w] bit j = (a[64w + j] != 0): which of a row's entries are nonzero.
     a: (K,)  bits: (>= ceil(K / 64),) uint64 written."""
@@ -57,7 +57,7 @@ def row_bits(a, bits):
         bits[w] = word
 
 
-@jit()
+@jit(inline=True)
 def kept_ks(bits, r0, nrows, k0, k1, ks):
     """ks[:count] = the k0 <= k < k1 where one of the rows r0 .. r0 + nrows - 1
     is nonzero, in increasing k; returns count. k0 is a multiple of 64.
