@@ -31,12 +31,19 @@ _V2 = ("cx16", "popcnt", "sahf", "sse3", "sse4.1", "sse4.2", "ssse3")
 _V3 = _V2 + ("avx", "avx2", "bmi", "bmi2", "f16c", "fma", "lzcnt", "movbe", "xsave")
 _V4 = _V3 + ("avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl")
 LEVELS = {"x86-64-v4": _V4, "x86-64-v3": _V3}   # best first
-# What every level is compiled with beyond its own features: prefetchw, with
-# which the training worker claims the cache lines its update will write
-# (kernels/numba_train.py ``claim_piece``). Not required of the host: every
-# x86-64 CPU runs it, those before Intel Broadwell as a no-op (64-bit Windows
-# 8.1 required the instruction of all of them for that reason).
-LEVEL_EXTRAS = "+prfchw"
+# What a level is compiled with beyond its own features, where the host has
+# them: prefetchw, with which the training worker claims the cache lines its
+# update will write (kernels/numba_train.py ``claim_piece``). Every recent
+# x86 has it (Intel from Broadwell, every AMD); a host that does not report it
+# compiles the level without (its prefetches are then plain reads), and so
+# loads no shipped bundle: it compiles once, as where no bundle fits.
+LEVEL_EXTRAS = ("prfchw",)
+
+
+def level_features(host) -> str:
+    """NUMBA_CPU_FEATURES for a level on a host with these features: the
+    LEVEL_EXTRAS it has, nothing else of the host's."""
+    return ",".join(f"+{name}" for name in LEVEL_EXTRAS if name in host)
 
 
 def host_features() -> set:
@@ -71,7 +78,7 @@ def apply(target: str) -> None:
     if target == NATIVE or os.environ.get("NUMBA_CPU_NAME"):
         return
     os.environ["NUMBA_CPU_NAME"] = target
-    os.environ["NUMBA_CPU_FEATURES"] = LEVEL_EXTRAS   # the level's own and these, nothing of the host's
+    os.environ["NUMBA_CPU_FEATURES"] = level_features(host_features())
     config.reload_config()
 
 

@@ -300,7 +300,7 @@ def claim_piece(params, lay, l, piece, kind):
     the rows phase, so each of those lines is in another core's cache too and
     a store to it waits for the other core to give it up; asked for before
     gradient_piece, that happens while the piece's products run (measured on
-    two threads: the update 50 -> 27 us of a 380 us batch, bench/README.md)."""
+    two threads: the update 50 -> 27 us of a 380 us batch, README.md "Results")."""
     i = lay.sizes[l]
     lo, hi = piece_range(i, piece, lay.pieces[l], MR)
     for s in range(lay.strips[l]):
