@@ -17,7 +17,7 @@ like the other digits. Nothing outside the training set is used.
 
 import numpy as np
 
-from fastmlp.outliers import SIDE, shifted
+from fastmlp.outliers import SIDE, count_for, shifted   # count_for: copies for a fraction of n
 from fastmlp.preprocess import stroke_width
 
 RNG_STREAM = 4   # the seed's streams: epoch order, augmentation (1), dropout (2), outliers (3)
@@ -36,11 +36,6 @@ FOOT_HALF = (0.15, 0.30)
 PEN = (0.6, 1.0)   # the pen's width, times the 1's own stroke width
 
 _ROWS, _COLS = np.mgrid[0:SIDE, 0:SIDE].astype(np.float32)
-
-
-def count_for(fraction: float, ones: int) -> int:
-    """Flagged copies added for ``ones`` training 1s at --flagged-ones ``fraction``."""
-    return int(round(fraction * ones))
 
 
 def segment_ink(p0, p1, width: float) -> np.ndarray:

@@ -24,6 +24,7 @@ import io
 import json
 import os
 import pickle
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -61,21 +62,17 @@ def _is_current(index_path: str) -> bool:
     return version == numba.__version__ and stamp == SOURCES_DIGEST
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _write_whole(path: str, data: bytes) -> None:
     """Write ``path`` whole or not at all (a rename), as Numba writes its own,
-    readable as a file written with open() would be (mkstemp's 0600 would
-    hide a shared install's cache from its other users)."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".write-")
+    with the permissions a plain open() gives (0o666 less the umask, as
+    fastmlp.checkpoint.atomic_write creates its temporary file; mkstemp's
+    0600 would hide a shared install's cache from its other users)."""
+    tmp = os.path.join(os.path.dirname(path),
+                       f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

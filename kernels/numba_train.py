@@ -301,15 +301,22 @@ def claim_piece(params, lay, l, piece, kind):
     a store to it waits for the other core to give it up; asked for before
     gradient_piece, that happens while the piece's products run (measured on
     two threads: the update 50 -> 27 us of a 380 us batch, README.md "Results")."""
-    i = lay.sizes[l]
-    lo, hi = piece_range(i, piece, lay.pieces[l], MR)
+    lo, hi = piece_range(lay.sizes[l], piece, lay.pieces[l], MR)
     for s in range(lay.strips[l]):
-        at = lay.w_at[l] + s * i * lay.nr
-        prefetch_for_write(params.P, at + lo * lay.nr, at + hi * lay.nr)
+        start, stop = strip_rows(lay, l, s, lo, hi)
+        prefetch_for_write(params.P, start, stop)
         if kind >= 1:
-            prefetch_for_write(params.S1, at + lo * lay.nr, at + hi * lay.nr)
+            prefetch_for_write(params.S1, start, stop)
         if kind >= 2:
-            prefetch_for_write(params.S2, at + lo * lay.nr, at + hi * lay.nr)
+            prefetch_for_write(params.S2, start, stop)
+
+
+@jit(inline=True)
+def strip_rows(lay, l, s, lo, hi):
+    """[start, stop) in P (and G, S1, S2) of rows lo..hi-1 of W[l]'s strip s:
+    one contiguous span, as the strips are (strips[l], i_l, NR)."""
+    at = lay.w_at[l] + s * lay.sizes[l] * lay.nr
+    return at + lo * lay.nr, at + hi * lay.nr
 
 
 @jit(inline=True)
@@ -317,12 +324,11 @@ def update_piece(params, lay, buf, l, piece, hyper, lr, step):
     """The optimizer update of the parameters gradient_piece computed, weight
     decay on W only; then W.T refreshed there."""
     P, S1, S2 = params
-    i, o, pieces = lay.sizes[l], lay.sizes[l + 1], lay.pieces[l]
-    lo, hi = piece_range(i, piece, pieces, MR)
+    o, pieces = lay.sizes[l + 1], lay.pieces[l]
+    lo, hi = piece_range(lay.sizes[l], piece, pieces, MR)
     for s in range(lay.strips[l]):
-        at = lay.w_at[l] + s * i * lay.nr
-        update_span(P, buf.G, S1, S2, at + lo * lay.nr, at + hi * lay.nr, hyper, lr,
-                    hyper.weight_decay, step)
+        start, stop = strip_rows(lay, l, s, lo, hi)
+        update_span(P, buf.G, S1, S2, start, stop, hyper, lr, hyper.weight_decay, step)
     jlo, jhi = piece_range(o, piece, pieces, 1)
     update_span(P, buf.G, S1, S2, lay.b_at[l] + jlo, lay.b_at[l] + jhi, hyper, lr, 0.0, step)
     if l > 0:
