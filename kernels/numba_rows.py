@@ -137,9 +137,8 @@ def column_sums(D, lo, hi, n, out):
     for j in range(lo, hi):
         out[j] = 0
     for r in range(n):
-        d = D[r]
         for j in range(lo, hi):
-            out[j] += d[j]
+            out[j] += D[r, j]
 
 
 # Optimizer updates over flat spans [lo, hi), in the reference's operations

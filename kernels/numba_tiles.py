@@ -24,17 +24,22 @@ panels are of A's dtype; each product allocates its own.
 import numpy as np
 
 from .numba_jit import jit
-from .numba_ir import (MR, NV, bit_count, lanes, lowest_bit, move_group, nonzero_bits, tile_fma,
-                       tile_rows_fma)
+from .numba_ir import (MR, NV, bit_count, borrow, lanes, lowest_bit, move_group, nonzero_bits,
+                       tile_fma, tile_rows_fma)
 
 
 NR32, NR64 = NV * lanes(4), NV * lanes(8)   # NR for float32 and float64
 
 
 # The inner dimension is cut in blocks of KC (a multiple of 64, the width of
-# a row_bits word): the KC x NR strip of B that a tile walks (16 KB in
-# float32) then stays in L1 while every row group uses it.
+# a row_bits word): the KC x NR strip of B that a tile walks (32 KB in
+# float32 with AVX-512) then stays in L1 while every row group uses it. A last
+# block of at most TAIL k joins the one before it (784 = 256 + 256 + 272, not
+# + 16): each block is one more pass of tiles, each loading and storing its
+# C rows, and a pass over 16 k cost as much as one over 256 on zero rows.
+# Same bits: a tile's sums run on in the same order either way.
 KC = 256
+TAIL = 64
 # A row group whose nonzero k are more than this fraction of a block packs
 # the whole block (hidden layers: ~93% of k are nonzero in one of 4 rows).
 DENSE_FRACTION = 0.75
@@ -231,6 +236,13 @@ def unpack_strips(Bp, B):
             B[k, c] = Bp[c // nr, k, c % nr]
 
 
+@jit(inline=True)
+def block_end(k0, K):
+    """The end of the block of the inner dimension that starts at k0."""
+    k1 = k0 + KC
+    return K if K - k1 <= TAIL else k1
+
+
 @jit()
 def product_rows(A, rows, lo, hi, Bp, bias, C, relu):
     """C[r] = A[rows[r]] @ B + bias (then ReLU if relu) for lo <= r < hi, in
@@ -240,21 +252,23 @@ def product_rows(A, rows, lo, hi, Bp, bias, C, relu):
     bias: (o,)  C: (>= hi, o) written, o <= S * NR."""
     K, nr = A.shape[1], Bp.shape[2]
     groups = (hi - lo + MR - 1) // MR
-    ks = np.empty((groups, KC), np.int32)
+    ks = np.empty((groups, KC + TAIL), np.int32)
     counts = np.empty(groups, np.int64)
     bits = np.empty((hi, (K + 63) // 64), np.uint64)   # rows lo..hi-1 used
     for r in range(lo, hi):
-        row_bits(A[rows[r]], bits[r])
-    for k0 in range(0, K, KC):
-        k1 = min(K, k0 + KC)
+        row_bits(borrow(A, rows[r]), borrow(bits, r))
+    k0 = 0
+    while k0 < K:
+        k1 = block_end(k0, K)
         for g in range(groups):
             r0 = lo + g * MR
-            counts[g] = kept_ks(bits, r0, min(MR, hi - r0), k0, k1, ks[g])
+            counts[g] = kept_ks(bits, r0, min(MR, hi - r0), k0, k1, borrow(ks, g))
         for s in range(Bp.shape[0]):
             for g in range(groups):
                 r0 = lo + g * MR
-                tile_rows_fma(A, rows, counts[g], Bp[s], ks[g], C, r0, min(MR, hi - r0), s * nr,
-                              bias, relu and k1 == K, k0 > 0)
+                tile_rows_fma(A, rows, counts[g], borrow(Bp, s), borrow(ks, g), C, r0,
+                              min(MR, hi - r0), s * nr, bias, relu and k1 == K, k0 > 0)
+        k0 = k1
 
 
 @jit()
@@ -274,5 +288,5 @@ def product_cols(A, rows, n, lo, hi, Bp, Cp):
         for s in range(Bp.shape[0]):
             for g in range(groups):
                 c0 = lo + g * MR
-                tile_fma(Ap[g], counts[g], Bp[s], ks[g], Cp[s], c0, min(MR, hi - c0), 0, zeros,
-                         False, r0 > 0)
+                tile_fma(borrow(Ap, g), counts[g], borrow(Bp, s), borrow(ks, g), borrow(Cp, s),
+                         c0, min(MR, hi - c0), 0, zeros, False, r0 > 0)

@@ -34,7 +34,7 @@ from .numba_jit import jit
 from .numba_rows import (argmax, column_sums, dropout_row, relu_mask_row, smoothed_targets,
                          softmax_row, softmax_xent_row, update_span)
 from .numba_tiles import NR32, NR64, product_cols, product_rows
-from .numba_ir import MR, fma, prefetch_for_write
+from .numba_ir import MR, borrow, fma, prefetch_for_write
 from .numba_sync import barrier, next_part
 
 # The cuts: a rows part is ROWS_PER_PART rows (whole micro-kernel groups;
@@ -218,7 +218,7 @@ def forward_rows(P, lay, buf, X, rows, lo, hi, drop, pos):
         if drop.threshold > 0 and l < L - 1:
             scale = out.dtype.type(drop.scale)
             for r in range(lo, hi):
-                dropout_row(out[r], np.uint64(drop.key), np.uint64(pos + r) * hidden + unit0,
+                dropout_row(borrow(out, r), np.uint64(drop.key), np.uint64(pos + r) * hidden + unit0,
                             np.uint64(drop.threshold), scale)
             unit0 += np.uint64(lay.sizes[l + 1])
         A, at = rows_of(buf.act_in, lay, l + 1), buf.ident
@@ -238,22 +238,22 @@ def backward_rows(P, lay, buf, y, rows, lo, hi, n_batch, t_off, t_on, drop):
     logp = np.empty(K, logits.dtype)
     tlogp, right = 0.0, 0
     for r in range(lo, hi):
-        tlogp += softmax_xent_row(logits[r], y[rows[r]], logp, dlogits[r], t_off, t_on,
-                                  dt(n_batch))
-        right += argmax(logits[r]) == y[rows[r]]
+        tlogp += softmax_xent_row(borrow(logits, r), y[rows[r]], logp, borrow(dlogits, r), t_off,
+                                  t_on, dt(n_batch))
+        right += argmax(borrow(logits, r)) == y[rows[r]]
     scale = dt(drop.scale) if drop.threshold > 0 else dt(1)
     zeros = np.zeros(lay.widest, logits.dtype)
     for l in range(L - 1, -1, -1):
         D = rows_of(buf.delta_in, lay, l + 1)
         strips = delta_strips(buf.dstrips, lay, l)
         for r in range(lo, hi):
-            copy_into_strips(D[r], strips, r)
+            copy_into_strips(borrow(D, r), strips, r)
         if l > 0:
             dA, A = rows_of(buf.delta, lay, l), rows_of(buf.act, lay, l)
             product_rows(D, buf.ident, lo, hi, transposed_strips(buf.T, lay, l), zeros, dA,
                          NO_RELU)
             for r in range(lo, hi):
-                relu_mask_row(dA[r], A[r], scale)
+                relu_mask_row(borrow(dA, r), borrow(A, r), scale)
     return tlogp, right
 
 
@@ -342,10 +342,9 @@ def copy_into_strips(row, strips, r):
     row: (o,)  strips: (S, n, NR) written at row r."""
     nr = strips.shape[2]
     for s in range(strips.shape[0]):
-        dst = strips[s, r]
         for j in range(nr):
             c = s * nr + j
-            dst[j] = row[c] if c < row.shape[0] else 0
+            strips[s, r, j] = row[c] if c < row.shape[0] else 0
 
 
 @jit(inline=True)
@@ -356,9 +355,8 @@ def refresh_transpose(P, T, lay, l, lo, hi):
     for k in range(lo, hi):                 # row k of W is column k of W.T
         sk, jk = k // nr, k % nr            # once per row, not per element
         for s in range(Wp.shape[0]):
-            w = Wp[s, k]
             for j in range(min(nr, o - s * nr)):
-                WTp[sk, s * nr + j, jk] = w[j]
+                WTp[sk, s * nr + j, jk] = Wp[s, k, j]
 
 
 # ------------------------------------------------------------ the worker
@@ -396,7 +394,7 @@ def batch_worker(tid, threads, sync, params, lay, buf, data, step, probs):
             if step.mode == INFER:
                 logits = rows_of(buf.act, lay, L)
                 for r in range(lo, hi):
-                    softmax_row(logits[r], probs[rows[r]])
+                    softmax_row(borrow(logits, r), borrow(probs, rows[r]))
             else:
                 buf.loss[part], buf.right[part] = backward_rows(
                     params.P, lay, buf, data.y, rows, lo, hi, n, t_off, t_on, step.drop)

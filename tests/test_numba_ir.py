@@ -1,0 +1,92 @@
+"""kernels/numba_ir.py ``borrow`` and the inner-dimension cut of numba_tiles.
+
+``borrow(A, i)`` must be A[i] in every way the kernels use a view (values,
+shape, strides, writes through to A, read-only stays read-only); the cut of
+the inner dimension into blocks must cover 0..K once, in order, with the
+short tail joined to the block before it."""
+
+import numpy as np
+import pytest
+from numba import njit
+from numba.core.errors import TypingError
+
+from fastmlp.kernels.numba_ir import borrow
+from fastmlp.kernels.numba_tiles import KC, TAIL, block_end
+
+
+@njit
+def _row_sum_and_scale(A, i, factor):
+    """Sum of A[i] read through a borrowed view, then A[i] *= factor through it."""
+    row = borrow(A, i)
+    total = row.sum()
+    for j in range(row.shape[0]):
+        row[j] *= factor
+    return total, row.shape[0], row.strides[0]
+
+
+@njit
+def _plane(A, s):
+    return borrow(A, s).copy()
+
+
+@njit
+def _read_only_sum(A, i):
+    return borrow(A, i).sum()
+
+
+@njit
+def _write_read_only(A, i):
+    borrow(A, i)[0] = 1.0
+
+
+def test_a_borrowed_row_is_the_row_and_writes_go_to_the_array():
+    A = np.arange(12, dtype=np.float32).reshape(3, 4)
+    expected = A.copy()
+    expected[1] *= 2
+    total, width, stride = _row_sum_and_scale(A, 1, np.float32(2))
+    assert (total, width, stride) == (4 + 5 + 6 + 7, 4, 4)
+    np.testing.assert_array_equal(A, expected)
+
+
+def test_a_borrowed_plane_of_a_3d_array_is_that_plane():
+    A = np.arange(2 * 3 * 5, dtype=np.float64).reshape(2, 3, 5)
+    np.testing.assert_array_equal(_plane(A, 1), A[1])
+
+
+def test_a_borrowed_view_of_a_read_only_array_stays_read_only():
+    A = np.ones((2, 3), np.float32)
+    A.flags.writeable = False
+    assert _read_only_sum(A, 1) == 3.0
+    with pytest.raises(TypingError):
+        _write_read_only(A, 0)
+
+
+def test_only_c_contiguous_arrays_of_two_or_more_dimensions_are_borrowed():
+    with pytest.raises(TypingError):
+        _read_only_sum(np.ones((4, 6), np.float32)[:, ::2], 0)   # strided: layout 'A'
+    with pytest.raises(TypingError):
+        _plane(np.ones(5), 0)
+
+
+def _blocks(K):
+    k0, cut = 0, []
+    while k0 < K:
+        k1 = block_end(k0, K)
+        cut.append((k0, k1))
+        k0 = k1
+    return cut
+
+
+@pytest.mark.parametrize("K", [1, 10, 64, 255, 256, 257, 320, 321, 512, 784, 1024, 1100])
+def test_the_inner_dimension_is_cut_once_in_order_with_the_tail_joined(K):
+    cut = _blocks(K)
+    assert cut[0][0] == 0 and cut[-1][1] == K
+    assert all(a[1] == b[0] for a, b in zip(cut, cut[1:]))
+    assert all(k0 % 64 == 0 for k0, _ in cut)          # row_bits words start blocks
+    assert all(k1 - k0 <= KC + TAIL for k0, k1 in cut)  # the ks rows are that long
+    assert all(k1 - k0 == KC for k0, k1 in cut[:-1])
+    assert len(cut) == 1 or cut[-1][1] - cut[-1][0] > TAIL
+
+
+def test_784_inputs_are_cut_256_256_272():
+    assert _blocks(784) == [(0, 256), (256, 512), (512, 784)]
