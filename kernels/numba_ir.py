@@ -4,8 +4,8 @@ The register-tiled GEMM micro-kernel, the one kernel Numba's own loops cannot ex
 accumulators must live in registers across the whole k loop), the
 atomic operations the threads' barrier is made of (kernels/numba_sync.py),
 a prefetch for writing that Numba has no expression for (the training
-worker's update, kernels/numba_train.py ``claim_piece``), and ``borrow``, a
-row view without the reference count Numba gives every view.
+worker's update, kernels/numba_train.py ``claim_piece``), and ``borrow`` /
+``borrow_block``, views without the reference count Numba gives every view.
 
 bench/test_bench_tiles.py times it against its plain-Numba twin
 (kernels/numba_tiles.py ``tile_plain``) after checking both against NumPy;
@@ -317,6 +317,37 @@ def borrow(typingctx, A, i):
         context.populate_array(view, data=builder.bitcast(start, arr.data.type),
                                shape=shape[1:], strides=strides[1:], itemsize=arr.itemsize,
                                meminfo=None, parent=None)
+        return view._getvalue()
+
+    return sig, codegen
+
+
+@intrinsic
+def borrow_block(typingctx, a, start, shape):
+    """a[start:start + prod(shape)].reshape(shape) with no reference count:
+    a C-contiguous view of a block of the 1-D C-contiguous array a (not
+    checked, as a slice is not). Numba's slice and reshape each make a
+    counted view; the training worker takes a dozen such blocks of P, G and
+    the batch's buffers per piece of work, on every thread. The same rule as
+    ``borrow``: a must outlive the view."""
+    if (not isinstance(a, types.Array) or a.ndim != 1 or a.layout != "C"
+            or not isinstance(shape, types.UniTuple)):
+        return None
+    sig = a.copy(ndim=shape.count, layout="C")(a, start, shape)
+
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        view = context.make_array(signature.return_type)(context, builder)
+        intp = context.get_value_type(types.intp)
+        start = context.cast(builder, args[1], signature.args[1], types.intp)
+        dims = [context.cast(builder, d, signature.args[2].dtype, types.intp)
+                for d in cgutils.unpack_tuple(builder, args[2], signature.args[2].count)]
+        strides, step = [], arr.itemsize
+        for d in reversed(dims):
+            strides.insert(0, step)
+            step = builder.mul(step, d)
+        context.populate_array(view, data=builder.gep(arr.data, [start]), shape=dims,
+                               strides=strides, itemsize=arr.itemsize, meminfo=None, parent=None)
         return view._getvalue()
 
     return sig, codegen

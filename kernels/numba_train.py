@@ -34,7 +34,7 @@ from .numba_jit import jit
 from .numba_rows import (argmax, column_sums, dropout_row, relu_mask_row, smoothed_targets,
                          softmax_row, softmax_xent_row, update_span)
 from .numba_tiles import NR32, NR64, product_cols, product_rows
-from .numba_ir import MR, borrow, fma, prefetch_for_write
+from .numba_ir import MR, borrow, borrow_block, fma, prefetch_for_write
 from .numba_sync import barrier, next_part
 
 # The cuts: a rows part is ROWS_PER_PART rows (whole micro-kernel groups;
@@ -167,14 +167,12 @@ def buffers(lay: Layout, dtype, infer=False) -> Buffers:
 @jit(inline=True)
 def weight_strips(P, lay, l):
     """W[l] in strips: (strips[l], i_l, NR), a view of P (or of G, S1, S2)."""
-    start = lay.w_at[l]
-    return P[start:start + lay.strips[l] * lay.sizes[l] * lay.nr].reshape(
-        (lay.strips[l], lay.sizes[l], lay.nr))
+    return borrow_block(P, lay.w_at[l], (lay.strips[l], lay.sizes[l], lay.nr))
 
 
 @jit(inline=True)
 def bias(P, lay, l):
-    return P[lay.b_at[l]:lay.b_at[l] + lay.sizes[l + 1]]
+    return borrow_block(P, lay.b_at[l], (lay.sizes[l + 1],))
 
 
 @jit(inline=True)
@@ -182,20 +180,19 @@ def transposed_strips(T, lay, l):
     """W[l].T in strips: (ceil(i_l / NR), o_l, NR), for l >= 1."""
     i, o = lay.sizes[l], lay.sizes[l + 1]
     s = (i + lay.nr - 1) // lay.nr
-    return T[lay.t_at[l]:lay.t_at[l] + s * o * lay.nr].reshape((s, o, lay.nr))
+    return borrow_block(T, lay.t_at[l], (s, o, lay.nr))
 
 
 @jit(inline=True)
 def rows_of(buf, lay, a):
     """Layer a's (n, sizes[a]) rows in act or delta."""
-    return buf[lay.a_at[a]:lay.a_at[a] + lay.n * lay.sizes[a]].reshape((lay.n, lay.sizes[a]))
+    return borrow_block(buf, lay.a_at[a], (lay.n, lay.sizes[a]))
 
 
 @jit(inline=True)
 def delta_strips(dstrips, lay, l):
     """Layer l's output deltas in strips: (strips[l], n, NR)."""
-    size = lay.strips[l] * lay.n * lay.nr
-    return dstrips[lay.d_at[l]:lay.d_at[l] + size].reshape((lay.strips[l], lay.n, lay.nr))
+    return borrow_block(dstrips, lay.d_at[l], (lay.strips[l], lay.n, lay.nr))
 
 
 # ------------------------------------------------------------ the two parts

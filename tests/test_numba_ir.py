@@ -1,7 +1,8 @@
-"""kernels/numba_ir.py ``borrow`` and the inner-dimension cut of numba_tiles.
+"""kernels/numba_ir.py ``borrow`` and ``borrow_block``; numba_tiles' inner cut.
 
 ``borrow(A, i)`` must be A[i] in every way the kernels use a view (values,
-shape, strides, writes through to A, read-only stays read-only); the cut of
+shape, strides, writes through to A, read-only stays read-only), and
+``borrow_block(a, start, shape)`` a[start:...].reshape(shape); the cut of
 the inner dimension into blocks must cover 0..K once, in order, with the
 short tail joined to the block before it."""
 
@@ -10,7 +11,7 @@ import pytest
 from numba import njit
 from numba.core.errors import TypingError
 
-from fastmlp.kernels.numba_ir import borrow
+from fastmlp.kernels.numba_ir import borrow, borrow_block
 from fastmlp.kernels.numba_tiles import KC, TAIL, block_end
 
 
@@ -90,3 +91,37 @@ def test_the_inner_dimension_is_cut_once_in_order_with_the_tail_joined(K):
 
 def test_784_inputs_are_cut_256_256_272():
     assert _blocks(784) == [(0, 256), (256, 512), (512, 784)]
+
+
+@njit
+def _block(a, start, shape):
+    return borrow_block(a, start, shape).copy()
+
+
+@njit
+def _fill_block(a, start, rows, cols):
+    block = borrow_block(a, start, (rows, cols))
+    for i in range(rows):
+        for j in range(cols):
+            block[i, j] = 10 * i + j
+
+
+def test_a_borrowed_block_is_the_slice_reshaped():
+    a = np.arange(40, dtype=np.float32)
+    np.testing.assert_array_equal(_block(a, 5, (2, 3, 4)), a[5:29].reshape(2, 3, 4))
+    np.testing.assert_array_equal(_block(a, 7, (6,)), a[7:13])
+
+
+def test_writes_through_a_borrowed_block_land_in_its_slice_only():
+    a = np.zeros(20, np.float64)
+    _fill_block(a, 4, 2, 3)
+    expected = np.zeros(20)
+    expected[4:10] = [0, 1, 2, 10, 11, 12]
+    np.testing.assert_array_equal(a, expected)
+
+
+def test_only_1d_c_contiguous_arrays_are_cut_in_blocks():
+    with pytest.raises(TypingError):
+        _block(np.ones((4, 5)), 0, (2, 2))
+    with pytest.raises(TypingError):
+        _block(np.ones(10)[::2], 0, (2,))
