@@ -53,8 +53,8 @@ from .numba_threads import THREADS
 from .numba_tiles import pack_strips, product_cols, product_rows, unpack_strips
 from .numba_sync import barrier_state, run_threads
 from .numba_train import (FEW_ROWS, GRADIENT, INFER, ROWS_PER_PART, UPDATE, Batches, Dropout,
-                          Optimizer, Params, Step, aligned_zeros, backward_few, batch_worker,
-                          buffers, forward_few, layout, linear_few, parameter_count)
+                          Optimizer, Params, Step, aligned_empty, backward_few, batch_worker,
+                          buffers, forward_few, layout, linear_few, pack_layer, parameter_count)
 
 name = "numba"
 
@@ -450,13 +450,14 @@ def _layout(sizes, n, dtype):
 
 def _pack(Ws, bs, lay):
     """One flat vector in the kernels' layout (numba_train.Layout): every W[l]
-    in strips of NR columns (zero past its last column), then b[l]."""
-    P = aligned_zeros(parameter_count(lay), Ws[0].dtype)
+    in strips of NR columns (zero past its last column), then b[l]; the
+    padding between blocks 0. Compiled (numba_train.pack_layer): NumPy's
+    strided copy into a zeroed vector took 32 us for the seed network and
+    1.0 ms for 784-1024-1024-10, the kernel into an unzeroed one 17 us and 0.57 ms."""
+    P = aligned_empty(parameter_count(lay), Ws[0].dtype)
+    ends = [int(at) for at in lay.w_at[1:]] + [P.size]
     for l, (w, bias) in enumerate(zip(Ws, bs)):
-        i, o = w.shape
-        _into_strips(w, P[lay.w_at[l]:lay.w_at[l] + lay.strips[l] * i * lay.nr].reshape(
-            lay.strips[l], i, lay.nr))
-        P[lay.b_at[l]:lay.b_at[l] + o] = bias
+        pack_layer(w, bias, P, int(lay.w_at[l]), int(lay.b_at[l]), ends[l], int(lay.nr))
     return P
 
 

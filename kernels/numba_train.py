@@ -33,7 +33,7 @@ import numpy as np
 from .numba_jit import jit
 from .numba_rows import (argmax, column_sums, dropout_row, relu_mask_row, smoothed_targets,
                          softmax_row, softmax_xent_row, update_span)
-from .numba_tiles import NR32, NR64, product_cols, product_rows
+from .numba_tiles import NR32, NR64, pack_strips, product_cols, product_rows
 from .numba_ir import MR, borrow, borrow_block, fma, prefetch_for_write
 from .numba_sync import barrier, next_part
 
@@ -160,6 +160,24 @@ def buffers(lay: Layout, dtype, infer=False) -> Buffers:
                    aligned_zeros(lay.t_at[-1], dtype), aligned_zeros(parameter_count(lay), dtype),
                    ident,
                    np.zeros(parts), np.zeros(parts, np.int64))
+
+
+@jit()
+def pack_layer(w, b, P, w_at, b_at, end, nr):
+    """Layer l into P in the Layout's order: w (i, o) in strips of nr columns
+    at P[w_at:] (zero past its last column), b (o,) at P[b_at:], zeros in the
+    alignment padding after each up to b_at and ``end`` (the next layer's
+    w_at, or P's length): every entry of P[w_at:end] written, so P may start
+    uninitialised (no zeroing pass: a third of packing the seed network)."""
+    i, o = w.shape
+    strips = (o + nr - 1) // nr
+    pack_strips(w, borrow_block(P, w_at, (strips, i, nr)))
+    for k in range(w_at + strips * i * nr, b_at):
+        P[k] = 0
+    for j in range(o):
+        P[b_at + j] = b[j]
+    for k in range(b_at + o, end):
+        P[k] = 0
 
 
 # ------------------------------------------------------------------ views

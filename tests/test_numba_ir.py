@@ -1,4 +1,5 @@
-"""kernels/numba_ir.py ``borrow`` and ``borrow_block``; numba_tiles' inner cut.
+"""kernels/numba_ir.py ``borrow`` and ``borrow_block``; numba_tiles' inner cut;
+the packing of the parameters into the kernels' layout (pack_layer).
 
 ``borrow(A, i)`` must be A[i] in every way the kernels use a view (values,
 shape, strides, writes through to A, read-only stays read-only), and
@@ -125,3 +126,29 @@ def test_only_1d_c_contiguous_arrays_are_cut_in_blocks():
         _block(np.ones((4, 5)), 0, (2, 2))
     with pytest.raises(TypingError):
         _block(np.ones(10)[::2], 0, (2,))
+
+
+@pytest.mark.parametrize("sizes", [(784, 128, 64, 10), (20, 33, 7, 3), (5, 64, 1)])
+def test_packed_parameters_are_the_strips_and_zeros_whatever_the_vector_held(sizes):
+    """numba_backend._pack writes every entry of P (it starts uninitialised):
+    each W[l] in strips of NR columns with zeros past its last column, each
+    b[l], and zeros in every gap between blocks; checked on a vector that
+    held NaN everywhere before."""
+    from fastmlp.kernels.numba_train import layout, pack_layer, parameter_count
+    rng = np.random.default_rng(1)
+    Ws = [rng.standard_normal((i, o)).astype(np.float32) for i, o in zip(sizes, sizes[1:])]
+    bs = [rng.standard_normal(o).astype(np.float32) for o in sizes[1:]]
+    lay = layout(np.array(sizes), 16, np.float32)
+    P = np.full(parameter_count(lay), np.nan, np.float32)
+    ends = [int(at) for at in lay.w_at[1:]] + [P.size]
+    for l, (w, b) in enumerate(zip(Ws, bs)):
+        pack_layer(w, b, P, int(lay.w_at[l]), int(lay.b_at[l]), ends[l], int(lay.nr))
+    expected = np.zeros_like(P)
+    for l, (w, b) in enumerate(zip(Ws, bs)):
+        i, o = w.shape
+        padded = np.zeros((i, lay.strips[l] * lay.nr), np.float32)
+        padded[:, :o] = w
+        strips = padded.reshape(i, lay.strips[l], lay.nr).transpose(1, 0, 2).ravel()
+        expected[lay.w_at[l]:lay.w_at[l] + strips.size] = strips
+        expected[lay.b_at[l]:lay.b_at[l] + o] = b
+    np.testing.assert_array_equal(P, expected)
