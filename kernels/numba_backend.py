@@ -6,7 +6,8 @@ modules for how they are made fast:
 
   numba_ir.py      all the hand-written LLVM IR: the register-tiled
                    micro-kernel (MR x NR sums in registers), vector pack
-                   steps, and the atomics of the threads' barrier
+                   steps, the atomics of the threads' barrier, and row views
+                   without Numba's reference counts (borrow)
   numba_tiles.py   the products built on it: X @ W and dY @ W.T by row
                    groups, X.T @ dY by column groups; zeros of the inputs
                    (MNIST's pixels, ReLU outputs) skip whole k, dense layers
