@@ -465,7 +465,9 @@ def _pack(Ws, bs, lay):
 def _transposes(Ws, lay, T):
     """T: every W[l].T (l >= 1) in strips, as the deltas' products read it
     (numba_train.transposed_strips); the kernels keep it current after each
-    update, this fills it before a call's first batch."""
+    update, this fills it before a call's first batch. NumPy's strided copy
+    of the transposed view, not pack_strips on a contiguous copy of W.T: for
+    784-1024-1024-10 that measured 7.3 ms a call against 0.56 ms."""
     for l in range(1, len(Ws)):
         i, o = Ws[l].shape
         S = -(-i // lay.nr)

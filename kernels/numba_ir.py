@@ -338,7 +338,6 @@ def borrow_block(typingctx, a, start, shape):
     def codegen(context, builder, signature, args):
         arr = context.make_array(signature.args[0])(context, builder, args[0])
         view = context.make_array(signature.return_type)(context, builder)
-        intp = context.get_value_type(types.intp)
         start = context.cast(builder, args[1], signature.args[1], types.intp)
         dims = [context.cast(builder, d, signature.args[2].dtype, types.intp)
                 for d in cgutils.unpack_tuple(builder, args[2], signature.args[2].count)]

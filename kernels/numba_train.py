@@ -233,8 +233,8 @@ def forward_rows(P, lay, buf, X, rows, lo, hi, drop, pos):
         if drop.threshold > 0 and l < L - 1:
             scale = out.dtype.type(drop.scale)
             for r in range(lo, hi):
-                dropout_row(borrow(out, r), np.uint64(drop.key), np.uint64(pos + r) * hidden + unit0,
-                            np.uint64(drop.threshold), scale)
+                dropout_row(borrow(out, r), np.uint64(drop.key),
+                            np.uint64(pos + r) * hidden + unit0, np.uint64(drop.threshold), scale)
             unit0 += np.uint64(lay.sizes[l + 1])
         A, at = rows_of(buf.act_in, lay, l + 1), buf.ident
 
