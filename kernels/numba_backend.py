@@ -50,7 +50,7 @@ from .numba_compile import CompileHelper
 from .contract import NO_CLASS, N_INPUTS, OPTIMIZER_SLOTS, OptimizerConfig, layer_sizes, slot_key
 from .numba_rows import (adam_span, column_sums, momentum_span, relu_backward_flat, sgd_span,
                          softmax_cross_entropy_rows, update_span)
-from .numba_threads import THREADS
+from .numba_threads import ONE, ROWS, THREADS
 from .numba_tiles import pack_strips, product_cols, product_rows, unpack_strips
 from .numba_sync import barrier_state, run_threads
 from .numba_train import (FEW_ROWS, GRADIENT, INFER, ROWS_PER_PART, UPDATE, Batches, Dropout,
@@ -251,14 +251,14 @@ def train_batches(W, b, slots, step, X, y, order, batch_size, first, stop, lrs, 
     buf = buffers(lay, X.dtype)
     _transposes(Ws, lay, buf.T)
     loss_sum, correct = 0.0, 0
-    for lo, hi, threaded in THREADS.segments(first, stop):
+    for lo, hi, mode in THREADS.segments(first, stop, THREADS.modes(lay.strips[0])):
         start = time.perf_counter()
         part_loss, part_correct = run_threads(
-            batch_worker, THREADS.count() if threaded else 1, barrier_state(), Params(P, S1, S2),
-            lay, buf, Batches(X, y, order, batch_size, lo, hi, 0, ROWS_PER_PART),
-            _step(UPDATE, lrs[lo - first:], opt, int(step) + lo - first, smoothing,
-                  dropout), _NO_PROBS[X.dtype])
-        THREADS.record(threaded, (time.perf_counter() - start) / (hi - lo))
+            batch_worker, 1 if mode == ONE else THREADS.count(), barrier_state(),
+            Params(P, S1, S2), lay, buf, Batches(X, y, order, batch_size, lo, hi, 0, ROWS_PER_PART),
+            _step(UPDATE, lrs[lo - first:], opt, int(step) + lo - first, smoothing, dropout,
+                  by_strips=mode != ROWS), _NO_PROBS[X.dtype])
+        THREADS.record(mode, (time.perf_counter() - start) / (hi - lo))
         loss_sum += part_loss
         correct += part_correct
     _unpack(P, lay, Ws, bs)
@@ -494,10 +494,11 @@ def _dropout(dropout):
     return Dropout(int(round(rate * 2**24)), 1.0 / (1.0 - rate), key)
 
 
-def _step(mode, lrs=None, opt=None, step0=0, smoothing=0.0, dropout=None):
+def _step(mode, lrs=None, opt=None, step0=0, smoothing=0.0, dropout=None, by_strips=True):
     """numba_train.Step: what a batch_worker call does, and its update."""
     lrs = _readonly(np.zeros(1) if lrs is None else lrs, np.float64)
-    return Step(mode, lrs, _optimizer(opt), int(step0), float(smoothing), _dropout(dropout))
+    return Step(mode, lrs, _optimizer(opt), int(step0), float(smoothing), _dropout(dropout),
+                bool(by_strips))
 
 
 # probs for the calls that write none (one typed array per dtype: one compiled worker)

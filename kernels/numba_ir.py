@@ -409,15 +409,9 @@ def bit_count(typingctx, word):
     return sig, codegen
 
 
-@intrinsic
-def prefetch_for_write(typingctx, a, lo, hi):
-    """Ask for the cache lines of a[lo:hi] ahead, for writing (llvm.prefetch
-    with rw = 1: x86 ``prefetchw``, given the prfchw feature, see
-    kernels/numba_target.py): a line another core holds is then taken from it
-    while this one computes, not when the store reaches it. No effect on any
-    value. a: (n,) contiguous, 0 <= lo <= hi <= n."""
-    sig = types.none(a, lo, hi)
-
+def _prefetch(rw):
+    """The codegen of a prefetch of a[lo:hi], line by line (llvm.prefetch:
+    rw 1 write, 0 read; locality 3, keep in every level; cache 1, data)."""
     def codegen(context, builder, signature, args):
         arr = context.make_array(signature.args[0])(context, builder, args[0])
         lo, hi = (context.cast(builder, v, t, types.intp)
@@ -428,13 +422,29 @@ def prefetch_for_write(typingctx, a, lo, hi):
         nbytes = builder.mul(builder.sub(hi, lo), ir.Constant(intp, itemsize))
         with cgutils.for_range_slice(builder, ir.Constant(intp, 0), nbytes,
                                      ir.Constant(intp, CACHE_LINE)) as (offset, _):
-            # rw 1 (write), locality 3 (keep in every level), cache 1 (data)
             _call(builder, "llvm.prefetch.p0i8", ir.VoidType(),
-                  [builder.gep(start, [offset]), ir.Constant(i32, 1), ir.Constant(i32, 3),
+                  [builder.gep(start, [offset]), ir.Constant(i32, rw), ir.Constant(i32, 3),
                    ir.Constant(i32, 1)])
         return context.get_dummy_value()
+    return codegen
 
-    return sig, codegen
+
+@intrinsic
+def prefetch_for_write(typingctx, a, lo, hi):
+    """Ask for the cache lines of a[lo:hi] ahead, for writing (x86
+    ``prefetchw``, given the prfchw feature, see kernels/numba_target.py): a
+    line another core holds is then taken from it while this one computes,
+    not when the store reaches it. No effect on any value. a: (n,)
+    contiguous, 0 <= lo <= hi <= n."""
+    return types.none(a, lo, hi), _prefetch(1)
+
+
+@intrinsic
+def prefetch_for_read(typingctx, a, lo, hi):
+    """Ask for the cache lines of a[lo:hi] ahead, for reading (x86
+    ``prefetcht0``): memory the next phase reads arrives while this one
+    computes. No effect on any value. a: (n,) contiguous, 0 <= lo <= hi <= n."""
+    return types.none(a, lo, hi), _prefetch(0)
 
 
 @intrinsic

@@ -252,11 +252,21 @@ def block_end(k0, K):
 
 @jit()
 def product_rows(A, rows, lo, hi, Bp, bias, C, relu):
-    """C[r] = A[rows[r]] @ B + bias (then ReLU if relu) for lo <= r < hi, in
-    groups of MR rows and blocks of KC of the inner dimension, each group's
-    kept k found once per block and its tiles reading A in place; B packed
-    in strips (pack_strips). A: (N, K)  rows: (>= hi,) int64  Bp: (S, K, NR)
-    bias: (o,)  C: (>= hi, o) written, o <= S * NR."""
+    """C[r] = A[rows[r]] @ B + bias (then ReLU if relu) for lo <= r < hi: every
+    strip of B (product_strips_rows). A: (N, K)  rows: (>= hi,) int64
+    Bp: (S, K, NR)  bias: (o,)  C: (>= hi, o) written, o <= S * NR."""
+    product_strips_rows(A, rows, lo, hi, Bp, 0, Bp.shape[0], bias, C, relu)
+
+
+@jit()
+def product_strips_rows(A, rows, lo, hi, Bp, s0, s1, bias, C, relu):
+    """C[r, s0*NR : s1*NR] = A[rows[r]] @ B[:, those columns] + bias (then
+    ReLU if relu) for lo <= r < hi, strips s0..s1-1 of B, in groups of MR
+    rows and blocks of KC of the inner dimension, each group's kept k found
+    once per block and its tiles reading A in place. A group's sums do not
+    depend on which strips a call takes: the same bits for any split.
+    A: (N, K)  rows: (>= hi,) int64  Bp: (S, K, NR) packed (pack_strips)
+    bias: (o,)  C: (>= hi, o) written there, o <= S * NR."""
     K, nr = A.shape[1], Bp.shape[2]
     groups = (hi - lo + MR - 1) // MR
     ks = np.empty((groups, KC + TAIL), np.int32)
@@ -270,7 +280,7 @@ def product_rows(A, rows, lo, hi, Bp, bias, C, relu):
         for g in range(groups):
             r0 = lo + g * MR
             counts[g] = kept_ks(bits, r0, min(MR, hi - r0), k0, k1, borrow(ks, g))
-        for s in range(Bp.shape[0]):
+        for s in range(s0, s1):
             for g in range(groups):
                 r0 = lo + g * MR
                 tile_rows_fma(A, rows, counts[g], borrow(Bp, s), borrow(ks, g), C, r0,
@@ -280,10 +290,19 @@ def product_rows(A, rows, lo, hi, Bp, bias, C, relu):
 
 @jit()
 def product_cols(A, rows, n, lo, hi, Bp, Cp):
-    """Cp = (A[rows[:n]].T @ B[:n]) in strips, rows lo..hi-1 of every strip:
-    rows of X.T @ dY with X = A[rows[:n]], in groups of MR columns of A and
-    blocks of KC rows. A: (N, K)  rows: (>= n,) int64  Bp: (S, >= n, NR), B
-    packed  Cp: (S, K, NR) written there."""
+    """Cp = (A[rows[:n]].T @ B[:n]) in strips, rows lo..hi-1 of every strip
+    (product_strips_cols). A: (N, K)  rows: (>= n,) int64  Bp: (S, >= n, NR),
+    B packed  Cp: (S, K, NR) written there."""
+    product_strips_cols(A, rows, n, lo, hi, Bp, 0, Bp.shape[0], Cp)
+
+
+@jit()
+def product_strips_cols(A, rows, n, lo, hi, Bp, s0, s1, Cp):
+    """Cp[s] = (A[rows[:n]].T @ B[:n]) strip s, rows lo..hi-1, for strips
+    s0..s1-1: rows of X.T @ dY with X = A[rows[:n]], in groups of MR columns
+    of A and blocks of KC rows (each entry sums over the rows in order,
+    whichever strips or rows a call takes). A: (N, K)  rows: (>= n,) int64
+    Bp: (S, >= n, NR), B packed  Cp: (S, K, NR) written there."""
     groups = (hi - lo + MR - 1) // MR
     ks = np.empty((groups, KC), np.int32)
     Ap = np.empty((groups, KC * MR), A.dtype)
@@ -292,7 +311,7 @@ def product_cols(A, rows, n, lo, hi, Bp, Cp):
     for r0 in range(0, max(n, 1), KC):
         r1 = min(n, r0 + KC)
         pack_cols(A, rows, r0, r1, lo, hi, ks, Ap, counts)
-        for s in range(Bp.shape[0]):
+        for s in range(s0, s1):
             for g in range(groups):
                 c0 = lo + g * MR
                 tile_fma(borrow(Ap, g), counts[g], borrow(Bp, s), borrow(ks, g), borrow(Cp, s),

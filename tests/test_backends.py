@@ -529,32 +529,47 @@ def _run(env_extra):
 
 class _FixedThreads:
     """A stand-in for numba_threads.ThreadPolicy that always runs ``count``
-    threads (more than this machine's cores is fine: the parts are the same)."""
+    threads (more than this machine's cores is fine: the parts are the same),
+    in ``mode`` (numba_threads.ROWS or STRIPS) where the call can."""
 
-    def __init__(self, count):
+    def __init__(self, count, mode=None):
+        from fastmlp.kernels import numba_threads
         self.threads = count
+        self.mode = numba_threads.ROWS if mode is None else mode
 
     def count(self):
         return self.threads
 
-    def segments(self, first, stop):
-        return [(first, stop, self.threads > 1)]
+    def modes(self, strips):
+        from fastmlp.kernels import numba_threads
+        return numba_threads.ThreadPolicy.modes(self, strips)
 
-    def record(self, threads, seconds_per_batch):
+    def available(self):
+        return self.threads >= 2
+
+    def segments(self, first, stop, modes):
+        from fastmlp.kernels.numba_threads import ONE
+        return [(first, stop, self.mode if self.threads > 1 and self.mode in modes else ONE)]
+
+    def record(self, mode, seconds_per_batch):
         pass
 
 
 @pytest.mark.parametrize("opt", ["adam", "momentum"])
 def test_any_thread_count_trains_the_same_bits(fast, monkeypatch, opt):
     """A batch is cut in fixed parts (rows for the forward and deltas, input
-    units for dW and the update), each result computed by one part in a
-    fixed order; threads only decide who computes which part. 1, 2, 3, 8 and
-    16 threads (more than the parts of a small batch, too) give one result."""
+    units for dW and the update; or W[0]'s strips, each owned by one thread),
+    each result computed by one part in a fixed order; threads only decide
+    who computes which part. 1, 2, 3, 8 and 16 threads (more than the parts of
+    a small batch, and than W[0] has strips, too), in both threaded modes,
+    give one result."""
+    from fastmlp.kernels.numba_threads import ROWS, STRIPS
     X, y = _mnist_subset(3000)
     runs = []
     for threads in (1, 2, 3, 8, 16):
-        monkeypatch.setattr(fast, "THREADS", _FixedThreads(threads))
-        runs.append(_train(fast, OPTIMIZERS[opt], X, y, 20, per_call=7)[0])
+        for mode in (ROWS, STRIPS):
+            monkeypatch.setattr(fast, "THREADS", _FixedThreads(threads, mode))
+            runs.append(_train(fast, OPTIMIZERS[opt], X, y, 20, per_call=7)[0])
     for run in runs[1:]:
         for a, b in zip(runs[0].W + runs[0].b, run.W + run.b):
             np.testing.assert_array_equal(a, b)
@@ -609,10 +624,10 @@ def test_thread_policy_covers_every_batch_once_and_follows_the_timings(two_threa
     for first, stop in [(0, 64), (64, 128), (3, 4), (0, 469)] * 5:
         # threads "lose" on this machine: the policy must settle on one thread
         _run_policy(policy, clock, first, stop, lambda threads: 2e-3 if threads else 1e-3)
-    assert policy.preferred() is False
+    assert policy.preferred() == two_threads.ONE
     assert policy.backoff > policy.MIN_BACKOFF   # lost probes: probe less often
     monkeypatch.setattr(two_threads.numba, "get_num_threads", lambda: 1)
-    assert all(not threads for _, _, threads in policy.segments(0, 100))
+    assert all(mode == two_threads.ONE for _, _, mode in policy.segments(0, 100))
 
 
 def test_thread_policy_returns_to_threads_soon_after_contention_ends(two_threads):
@@ -626,9 +641,9 @@ def test_thread_policy_returns_to_threads_soon_after_contention_ends(two_threads
     calm = lambda threads: 0.4e-3 if threads else 0.5e-3     # noqa: E731
     while clock.now < 30.0:   # 30 s of contention
         _run_policy(policy, clock, 0, 64, contended)
-    assert policy.preferred() is False
+    assert policy.preferred() == two_threads.ONE
     probes_start = clock.now
-    while policy.preferred() is False:
+    while policy.preferred() == two_threads.ONE:
         _run_policy(policy, clock, 0, 4, calm)
     assert clock.now - probes_start <= policy.MAX_BACKOFF + 0.1
 
@@ -643,10 +658,69 @@ def test_thread_policy_probes_cost_little_under_lasting_contention(two_threads):
     spent = {True: 0.0, False: 0.0}
     for _ in range(2000):   # ~64 s of training
         for lo, hi, threads in policy.segments(0, 64):
-            spent[threads] += (hi - lo) * slow(threads)
+            spent[bool(threads)] += (hi - lo) * slow(threads)
             clock.now += (hi - lo) * slow(threads)
             policy.record(threads, slow(threads))
     assert spent[True] / (spent[True] + spent[False]) < 0.05
+
+
+def test_thread_policy_runs_the_fastest_of_three_modes_and_follows_a_flip(two_threads):
+    """Which threaded cut wins depends on the host (how far apart the cores
+    are): the policy measures every mode, settles on the fastest, and when
+    the fastest changes it follows within a few back-offs."""
+    ONE, ROWS, STRIPS = two_threads.ONE, two_threads.ROWS, two_threads.STRIPS
+    clock = _Clock()
+    policy = two_threads.ThreadPolicy(clock)
+    near = {ONE: 230e-6, ROWS: 150e-6, STRIPS: 165e-6}.__getitem__   # measured on Zen 5
+    far = {ONE: 230e-6, ROWS: 260e-6, STRIPS: 210e-6}.__getitem__
+    used = []
+    while clock.now < 10.0:
+        used += _run_policy(policy, clock, 0, 64, near)
+    assert policy.preferred() == ROWS
+    assert {ONE, ROWS, STRIPS} <= set(used)   # every mode was measured
+    flipped = clock.now
+    while policy.preferred() != STRIPS:
+        _run_policy(policy, clock, 0, 64, far)
+    assert clock.now - flipped <= 2 * policy.MAX_BACKOFF + 0.1
+    batches = {m: 0 for m in (ONE, ROWS, STRIPS)}
+    while clock.now < flipped + 30.0:
+        for lo, hi, mode in policy.segments(0, 64):
+            batches[mode] += hi - lo
+            clock.now += (hi - lo) * far(mode)
+            policy.record(mode, far(mode))
+    assert batches[STRIPS] > 0.95 * sum(batches.values())
+
+
+def test_thread_policy_does_not_judge_a_probe_by_its_first_batch(two_threads):
+    """A mode switched to pays once for moving the weights into other caches
+    (measured: a probe's first batch 2-3x its later ones); a probe that is
+    faster after that first batch wins."""
+    ONE, ROWS = two_threads.ONE, two_threads.ROWS
+    clock = _Clock()
+    policy = two_threads.ThreadPolicy(clock)
+    policy.record(ROWS, 300e-6)   # threads looked slow once (contention), now on one
+    policy.record(ONE, 230e-6)
+    assert policy.preferred((ONE, ROWS)) == ONE
+    last, winners = [None], []
+    for _ in range(200):
+        for lo, hi, mode in policy.segments(0, 64, (ONE, ROWS)):
+            spb = 150e-6 if mode == ROWS else 230e-6
+            if mode != last[0]:   # the switch: the first batch costs 4x
+                spb = (3 * spb + spb * (hi - lo)) / (hi - lo)
+            last[0] = mode
+            clock.now += (hi - lo) * spb
+            policy.record(mode, spb)
+        winners.append(policy.preferred((ONE, ROWS)))
+    assert winners[-1] == ROWS
+    assert policy.seconds_per_batch(ROWS) == 150e-6   # a settled-in figure
+
+
+def test_thread_policy_offers_strips_only_where_every_thread_owns_one(two_threads, monkeypatch):
+    policy = two_threads.ThreadPolicy(_Clock())
+    assert policy.modes(4) == two_threads.MODES
+    assert policy.modes(1) == (two_threads.ONE, two_threads.ROWS)
+    monkeypatch.setattr(two_threads.numba, "get_num_threads", lambda: 1)
+    assert policy.modes(4) == (two_threads.ONE,)
 
 
 def test_run_threads_reuses_its_helpers_and_surfaces_their_errors():
