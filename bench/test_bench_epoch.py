@@ -15,6 +15,8 @@ user writes, one call per epoch; benchlib.TEXTBOOK) the same way, in the same
 benchmark group as the backends, so the table shows the yardstick beside them.
 """
 
+import pytest
+
 import benchlib
 
 
@@ -50,3 +52,34 @@ def test_epoch(benchmark, backend, epoch_setup, reference_epoch, quick):
 
 def test_epoch_textbook(benchmark, epoch_setup, reference_epoch, quick):
     _bench_epoch(benchmark, benchlib.TEXTBOOK, epoch_setup, reference_epoch, quick)
+
+
+class _Pinned:
+    """The Numba backend's thread policy held to one of its modes
+    (kernels/numba_threads.py: ONE, ROWS, STRIPS), where the call can run it."""
+
+    def __init__(self, policy, mode):
+        self.policy, self.mode = policy, mode
+
+    def __getattr__(self, name):
+        return getattr(self.policy, name)
+
+    def segments(self, first, stop, modes):
+        yield first, stop, self.mode if self.mode in modes else modes[-1]
+
+    def record(self, mode, seconds_per_batch):
+        pass
+
+
+@pytest.mark.parametrize("mode", ["ONE", "ROWS", "STRIPS"])
+def test_epoch_numba_mode(benchmark, epoch_setup, reference_epoch, quick, monkeypatch, mode):
+    """The numba backend in each mode its thread policy chooses among (one
+    thread; threads by rows; threads by W[0]'s strips), in the same group:
+    which one wins here, and by how much, is what the policy measures."""
+    fast, reason = benchlib.load_backend("numba")
+    if fast is None:
+        pytest.skip(reason)
+    from fastmlp.kernels import numba_threads
+    monkeypatch.setattr(fast, "THREADS", _Pinned(fast.THREADS, getattr(numba_threads, mode)))
+    _bench_epoch(benchmark, fast, epoch_setup, reference_epoch, quick)
+    benchmark.extra_info.update(mode=mode)
