@@ -37,7 +37,11 @@ class ThreadPolicy:
     figure and one unlucky segment does not flip the choice). The other modes
     are re-measured, the least recently measured first, on PROBE batches once
     the back-off has passed, after one batch that is not judged (it pays for
-    moving the weights into the caches the new mode uses). The back-off
+    moving the weights into the caches the new mode uses). A mode that loses
+    its lead in its own segments is probed again after MIN_BACKOFF: the host
+    also stalls a core for a few milliseconds now and then (measured: a
+    segment or three at 2-3x its time, once or twice an epoch), and such a
+    stall must not keep training off the fastest mode for seconds. The back-off
     starts at MIN_BACKOFF seconds and doubles, up to MAX_BACKOFF, each time a
     probe loses, and returns to MIN_BACKOFF when one wins. It is wall-clock
     time, not calls: a brief contention that pushed training onto one thread
@@ -57,6 +61,7 @@ class ThreadPolicy:
         self.measured_at = {mode: float("-inf") for mode in MODES}
         self.backoff = self.MIN_BACKOFF
         self.next_probe = clock()
+        self.recheck = None   # a mode that lost its lead without a probe: probed next
         self._warming = False
 
     @staticmethod
@@ -96,7 +101,9 @@ class ThreadPolicy:
             best = self.preferred(modes)
             others = [m for m in modes if m != best]
             if others and self.clock() >= self.next_probe:
-                probe = min(others, key=self.measured_at.__getitem__)
+                probe = self.recheck if self.recheck in others else min(
+                    others, key=self.measured_at.__getitem__)
+                self.recheck = None
                 if stop - lo > 1:   # one batch to settle in, not judged
                     self._warming = True
                     yield lo, lo + 1, probe
@@ -108,6 +115,9 @@ class ThreadPolicy:
             else:
                 hi = min(stop, lo + self.SEGMENT)
                 yield lo, hi, best
+                if self.preferred(modes) != best:   # it slowed down: maybe for a moment
+                    self.recheck = best
+                    self.next_probe = min(self.next_probe, self.clock() + self.MIN_BACKOFF)
             lo = hi
 
     def _after_probe(self, won):

@@ -715,6 +715,27 @@ def test_thread_policy_does_not_judge_a_probe_by_its_first_batch(two_threads):
     assert policy.seconds_per_batch(ROWS) == 150e-6   # a settled-in figure
 
 
+def test_thread_policy_returns_soon_to_a_mode_after_a_stall(two_threads):
+    """A stall of a few segments (the host taking a core for milliseconds)
+    moves the policy off the fastest mode; it is back on it within about
+    MIN_BACKOFF and a probe, not after MAX_BACKOFF."""
+    ONE, ROWS, STRIPS = two_threads.ONE, two_threads.ROWS, two_threads.STRIPS
+    clock = _Clock()
+    policy = two_threads.ThreadPolicy(clock)
+    near = {ONE: 230e-6, ROWS: 150e-6, STRIPS: 165e-6}.__getitem__
+    while clock.now < 10.0:   # settled on ROWS, the back-off grown by lost probes
+        _run_policy(policy, clock, 0, 64, near)
+    assert policy.preferred() == ROWS and policy.backoff == policy.MAX_BACKOFF
+    stalled = lambda mode: 450e-6 if mode == ROWS else near(mode)  # noqa: E731
+    for _ in range(policy.RECENT):
+        _run_policy(policy, clock, 0, policy.SEGMENT, stalled)
+    assert policy.preferred() != ROWS
+    left = clock.now
+    while policy.preferred() != ROWS:
+        _run_policy(policy, clock, 0, 64, near)
+    assert clock.now - left <= policy.MIN_BACKOFF + 0.02
+
+
 def test_thread_policy_offers_strips_only_where_every_thread_owns_one(two_threads, monkeypatch):
     policy = two_threads.ThreadPolicy(_Clock())
     assert policy.modes(4) == two_threads.MODES
