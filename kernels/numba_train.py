@@ -465,6 +465,27 @@ def ask_for_rows(X, rows):
 # they share its forward pass, and the first run compiles it once, not three
 # times (a worker of this size costs seconds to compile).
 
+@jit(inline=True)
+def shared_pieces(threads, sync, params, lay, buf, data, step, j, rows, jobs):
+    """Batch j's params jobs 0..jobs-1 (every layer's pieces, or those of
+    layers >= 1 when layer 0 goes by strips), claimed as threads come free:
+    each piece's dW and db, then its update (mode UPDATE)."""
+    n = rows.shape[0]
+    job = next_part(sync, PARAMS_PHASE)
+    while job < jobs:
+        l, piece = job_piece(lay, job)
+        A, at = data.X, rows   # layer 0's input is X itself
+        if l > 0:
+            A, at = rows_of(buf.act_in, lay, l), buf.ident[:n]
+        if step.mode == UPDATE and threads > 1:
+            claim_piece(params, lay, l, piece, step.hyper.kind)
+        gradient_piece(lay, buf, A, at, l, piece)
+        if step.mode == UPDATE:
+            update_piece(params, lay, buf, l, piece, step.hyper, step.lrs[j - data.first],
+                         step.step0 + j - data.first + 1)
+        job = next_part(sync, PARAMS_PHASE)
+
+
 @jit()
 def batch_worker(tid, threads, sync, params, lay, buf, data, step, probs):
     """Batches data.first..data.stop-1: batch j is X[order[j*batch_size:
@@ -521,19 +542,7 @@ def batch_worker(tid, threads, sync, params, lay, buf, data, step, probs):
             if step.mode == UPDATE:
                 update_strips(params, lay, buf, s0, s1, step.hyper, step.lrs[j - data.first],
                               step.step0 + j - data.first + 1)
-        job = next_part(sync, PARAMS_PHASE)   # the pieces of layers >= 1 (all, unless owned)
-        while job < shared_jobs:
-            l, piece = job_piece(lay, job)
-            A, at = data.X, rows   # layer 0's input is X itself
-            if l > 0:
-                A, at = rows_of(buf.act_in, lay, l), buf.ident[:n]
-            if step.mode == UPDATE and threads > 1:
-                claim_piece(params, lay, l, piece, step.hyper.kind)
-            gradient_piece(lay, buf, A, at, l, piece)
-            if step.mode == UPDATE:
-                update_piece(params, lay, buf, l, piece, step.hyper, step.lrs[j - data.first],
-                             step.step0 + j - data.first + 1)
-            job = next_part(sync, PARAMS_PHASE)
+        shared_pieces(threads, sync, params, lay, buf, data, step, j, rows, shared_jobs)
         barrier(sync, threads, PARAMS_PHASE)
     return loss_sum, right
 
