@@ -98,7 +98,13 @@ def _parse_header(path, stream) -> IdxHeader:
     if len(rest) < 4 * ndim:
         raise error_at(path, f"header truncated: declares {ndim} dimensions ({4 + 4 * ndim} header bytes) "
                            f"but the file has only {4 + len(rest)} bytes")
-    return IdxHeader(start + rest, struct.unpack(f">{ndim}I", rest))
+    dims = struct.unpack(f">{ndim}I", rest)
+    # NumPy refuses a shape whose nonzero sizes multiply past its index type
+    # even when another size is 0 (so the payload is empty)
+    if math.prod(d for d in dims if d) > np.iinfo(np.intp).max:
+        raise error_at(path, f"dims {dims} are too large for an array (their product exceeds "
+                             f"{np.iinfo(np.intp).max})")
+    return IdxHeader(start + rest, dims)
 
 
 def _read_payload(path, stream, header: IdxHeader, compressed: bool) -> bytearray:

@@ -399,6 +399,37 @@ def highest_bit(typingctx, word):
 
 
 @intrinsic
+def set_bit_indices(typingctx, word, base, ks, at):
+    """ks[at + i] = base + (index of the i-th lowest set bit of word), for
+    every set bit of the uint64 word, 16 bits at a time (AVX-512's
+    vpcompressd: the indices of a 16-bit mask in one instruction, where
+    visiting the bits one by one is a chain of dependent steps per set bit).
+    Returns at + the count of set bits. ks: (>= at + popcount,) int32; AVX-512
+    builds only (kernels/numba_tiles.kept_ks chooses)."""
+    sig = types.int64(word, base, ks, at)
+
+    def codegen(context, builder, signature, args):
+        word, base = args[0], context.cast(builder, args[1], signature.args[1], types.int64)
+        arr = context.make_array(signature.args[2])(context, builder, args[2])
+        at = context.cast(builder, args[3], signature.args[3], types.int64)
+        i16, i32, i64 = ir.IntType(16), ir.IntType(32), ir.IntType(64)
+        v16 = ir.VectorType(i32, 16)
+        lanes16 = ir.Constant(v16, list(range(16)))
+        ptr = builder.gep(arr.data, [at])
+        for q in range(4):
+            bits = builder.trunc(builder.lshr(word, ir.Constant(i64, 16 * q)), i16)
+            mask = builder.bitcast(bits, ir.VectorType(ir.IntType(1), 16))
+            first = builder.trunc(builder.add(base, ir.Constant(i64, 16 * q)), i32)
+            _call(builder, "llvm.masked.compressstore.v16i32", ir.VoidType(),
+                  [builder.add(_splat(builder, first, v16), lanes16), ptr, mask])
+            ptr = builder.gep(ptr, [builder.zext(_call(builder, "llvm.ctpop.i16", i16, [bits]),
+                                                 i64)])
+        return builder.add(at, _call(builder, "llvm.ctpop.i64", i64, [word]))
+
+    return sig, codegen
+
+
+@intrinsic
 def bit_count(typingctx, word):
     """How many bits of a uint64 are set (popcount)."""
     sig = types.int64(word)

@@ -24,8 +24,8 @@ panels are of A's dtype; each product allocates its own.
 import numpy as np
 
 from .numba_jit import jit
-from .numba_ir import (MR, NV, bit_count, borrow, lanes, lowest_bit, move_group, nonzero_bits,
-                       tile_fma, tile_rows_fma)
+from .numba_ir import (MR, NV, VECTOR_BYTES, bit_count, borrow, lanes, lowest_bit, move_group,
+                       nonzero_bits, set_bit_indices, tile_fma, tile_rows_fma)
 
 
 NR32, NR64 = NV * lanes(4), NV * lanes(8)   # NR for float32 and float64
@@ -83,11 +83,25 @@ def kept_ks(bits, r0, nrows, k0, k1, ks):
         return count
     for w in range(w0, w1):   # the union again: cheaper than allocating it
         word = union_word(bits, r0, nrows, w)
-        while word != 0:
-            ks[count] = 64 * w + lowest_bit(word)
-            count += 1
-            word &= word - np.uint64(1)
+        count = expand_bits(word, 64 * w, ks, count)
     return count
+
+
+@jit(inline=True)
+def set_bit_indices_plain(word, base, ks, at):
+    """ks[at + i] = base + the index of word's i-th lowest set bit, bit by
+    bit: numba_ir.set_bit_indices' plain twin. Returns at + their count."""
+    while word != 0:
+        ks[at] = base + lowest_bit(word)
+        at += 1
+        word &= word - np.uint64(1)
+    return at
+
+
+# With AVX-512 the kept k of a word come 16 at a time (numba_ir.set_bit_indices,
+# vpcompressd): a group's 120-160 k of a block in 20 steps, not one step per k
+# (bench/test_bench_tiles.py: kept_ks variants). AVX2 has no such instruction.
+expand_bits = set_bit_indices if VECTOR_BYTES == 64 else set_bit_indices_plain
 
 
 @jit(inline=True)

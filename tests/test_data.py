@@ -77,6 +77,10 @@ MALFORMED = {  # case: (file content, words the message must contain)
     "tiny file": (b"\x00\x00", ["header truncated"]),
     "corrupt gzip": (gzip.compress(GOOD)[:-12], ["corrupt gzip"]),
     "labels as images": (idx_bytes(LABELS), ["magic", "2049", "2051"]),
+    # no payload (a size is 0), but the others multiply past an array's index
+    # (found by tests/test_hardening_properties.py: NumPy's "array is too big")
+    "dims past an index": (b"\x00\x00\x08\x03" + struct.pack(">3I", 0, 2**32 - 1, 2**32 - 1),
+                           ["dims (0, 4294967295, 4294967295)", "too large"]),
 }
 
 

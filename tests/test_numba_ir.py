@@ -152,3 +152,27 @@ def test_packed_parameters_are_the_strips_and_zeros_whatever_the_vector_held(siz
         expected[lay.w_at[l]:lay.w_at[l] + strips.size] = strips
         expected[lay.b_at[l]:lay.b_at[l] + o] = b
     np.testing.assert_array_equal(P, expected)
+
+
+def test_the_set_bits_of_a_word_come_out_lowest_first_as_the_plain_loop_gives():
+    """numba_ir.set_bit_indices (16 bits at a time) against its plain twin on
+    edge words and random words of every density, appended after what ks holds."""
+    from fastmlp.kernels.numba_ir import set_bit_indices
+    from fastmlp.kernels.numba_tiles import set_bit_indices_plain
+
+    @njit
+    def both(word, base, at, a, b):
+        return set_bit_indices(word, base, a, at), set_bit_indices_plain(word, base, b, at)
+
+    rng = np.random.default_rng(0)
+    edges = [0, 1, 1 << 15, 1 << 16, 1 << 63, 0xFFFF, 0xFFFF0000FFFF0000, (1 << 64) - 1]
+    words = edges + [int(w) for d in (0.02, 0.3, 0.5, 0.9)
+                     for w in (rng.random((20, 64)) < d) @ (1 << np.arange(64, dtype=np.uint64))]
+    for i, word in enumerate(words):
+        a, b = np.full(80, -7, np.int32), np.full(80, -7, np.int32)
+        at, base = i % 5, 64 * (i % 13)
+        ca, cb = both(np.uint64(word), base, at, a, b)
+        expected = [base + j for j in range(64) if word >> j & 1]
+        assert ca == cb == at + len(expected)
+        np.testing.assert_array_equal(a, b)
+        assert list(a[at:ca]) == expected and (a[:at] == -7).all() and (a[ca:] == -7).all()
