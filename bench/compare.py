@@ -62,11 +62,16 @@ from fastmlp.model import parse_hidden  # noqa: E402
 
 
 # Untimed batches each runner trains between the idle wait and its timed
-# epoch. The wait sleeps at least a second, and the cores come back from it
-# slow: measured 2026-12-03 on the Xeon guest, the numba epoch took 0.225 s
-# (median of 5) after a 1 s sleep against 0.204 s back to back, and 0.204 s
-# again after 16 untimed batches. A user's epochs run back to back.
+# epoch, RAMP_BATCHES at a time until RAMP_SECONDS have passed. The wait
+# sleeps at least a second, and the cores come back from it slow: measured
+# 2026-12-03 on the Xeon guest, the numba epoch took 0.225 s (median of 5)
+# after a 1 s sleep against 0.204 s back to back, and 0.204 s again after
+# 16 untimed batches; on the Zen 5 guest (2026-12-06) the first 10-20 ms
+# after the sleep ran at 2-3x the batch time, 16 batches being 2.5 ms of
+# them (numba epoch 0.0875 s, median of 4, after 16 batches; 0.0809 after
+# 256; the textbook's 0.210 and 0.211). A user's epochs run back to back.
 RAMP_BATCHES = 16
+RAMP_SECONDS = 0.05
 
 
 # ------------------------------------------------------------------ runners
@@ -440,9 +445,17 @@ def check_epochs(run, runners, setup, tag):
     return ref_result, sorted(timed, key=runners.index)
 
 
+def ramp(runner, setup):
+    """Untimed batches, RAMP_BATCHES at a time, until RAMP_SECONDS have passed."""
+    start = time.perf_counter()
+    runner.warm_up(setup, RAMP_BATCHES)
+    while time.perf_counter() - start < RAMP_SECONDS:
+        runner.warm_up(setup, RAMP_BATCHES)
+
+
 def timed_repeats(run, timed, setup, tag):
     """--repeats rounds, each timing every runner once (round-robin), after
-    the idle wait and RAMP_BATCHES untimed batches; an epoch with other load
+    the idle wait and the ramp (``ramp``); an epoch with other load
     > --max-load is discarded and re-run (up to --retries)."""
     args = run.args
     results = {r.name: [] for r in timed}
@@ -451,7 +464,7 @@ def timed_repeats(run, timed, setup, tag):
         for runner in timed:
             while True:
                 run.idle()
-                runner.warm_up(setup, RAMP_BATCHES)
+                ramp(runner, setup)
                 meter = benchlib.ForeignLoad()
                 res = runner.epoch(setup)
                 res.other_load = meter.load()
