@@ -405,7 +405,7 @@ def set_bit_indices(typingctx, word, base, ks, at):
     vpcompressd: the indices of a 16-bit mask in one instruction, where
     visiting the bits one by one is a chain of dependent steps per set bit).
     Returns at + the count of set bits. ks: (>= at + popcount,) int32; AVX-512
-    builds only (kernels/numba_tiles.kept_ks chooses)."""
+    builds only (kernels/numba_tiles.expand_bits chooses)."""
     sig = types.int64(word, base, ks, at)
 
     def codegen(context, builder, signature, args):

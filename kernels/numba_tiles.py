@@ -100,7 +100,7 @@ def set_bit_indices_plain(word, base, ks, at):
 
 # With AVX-512 the kept k of a word come 16 at a time (numba_ir.set_bit_indices,
 # vpcompressd): a group's 120-160 k of a block in 20 steps, not one step per k
-# (bench/test_bench_tiles.py: kept_ks variants). AVX2 has no such instruction.
+# (bench/test_bench_tiles.py::test_kept_k_expansion). AVX2 has no such instruction.
 expand_bits = set_bit_indices if VECTOR_BYTES == 64 else set_bit_indices_plain
 
 

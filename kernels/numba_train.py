@@ -223,17 +223,23 @@ def delta_strips(dstrips, lay, l):
 # ------------------------------------------------------------ the two parts
 
 @jit(inline=True)
+def hidden_units(lay, upto):
+    """The units of hidden layers 1..upto-1 (uint64): where dropout's counter
+    for a row starts counting layer upto's units (upto = L: all of them)."""
+    units = np.uint64(0)
+    for l in range(1, upto):
+        units += np.uint64(lay.sizes[l])
+    return units
+
+
+@jit(inline=True)
 def forward_rows(P, lay, buf, X, rows, lo, hi, drop, pos, first):
     """buf.act's layers first+1..L for the rows lo..hi-1 of the batch X[rows]:
     relu(A @ W + b) from A = X[rows] (first 0) or layer first's activations
     on (dropout on hidden layers unless drop.threshold is 0, row r at epoch
     position pos + r), and the last layer's logits."""
     L = lay.sizes.shape[0] - 1
-    hidden, unit0 = np.uint64(0), np.uint64(0)
-    for l in range(1, L):
-        hidden += np.uint64(lay.sizes[l])
-        if l <= first:
-            unit0 += np.uint64(lay.sizes[l])
+    hidden, unit0 = hidden_units(lay, L), hidden_units(lay, first + 1)
     A, at = X, rows   # layer l's input rows: A[at[r]]
     if first > 0:
         A, at = rows_of(buf.act_in, lay, first), buf.ident
@@ -406,6 +412,12 @@ def owned_strips(lay, tid, threads):
 
 
 @jit(inline=True)
+def strip_columns(lay, s0, s1):
+    """[c0, c1): the columns of layer 1 that W[0]'s strips s0..s1-1 hold."""
+    return s0 * lay.nr, min(lay.sizes[1], s1 * lay.nr)
+
+
+@jit(inline=True)
 def first_layer_strips(P, lay, buf, X, rows, n, part_rows, s0, s1, drop, pos):
     """Layer 1's activations, columns of strips s0..s1-1 of W[0], for the n
     rows of the batch X[rows]: relu(X[rows] @ W[0] + b[0]) there (logits if
@@ -416,12 +428,9 @@ def first_layer_strips(P, lay, buf, X, rows, n, part_rows, s0, s1, drop, pos):
     for lo in range(0, n, part_rows):
         product_strips_rows(X, rows, lo, min(n, lo + part_rows), weight_strips(P, lay, 0), s0, s1,
                             bias(P, lay, 0), out, L > 1)
-    c0, c1 = s0 * lay.nr, min(lay.sizes[1], s1 * lay.nr)
+    c0, c1 = strip_columns(lay, s0, s1)
     if drop.threshold > 0 and L > 1 and c1 > c0:
-        hidden = np.uint64(0)
-        for l in range(1, L):
-            hidden += np.uint64(lay.sizes[l])
-        scale = out.dtype.type(drop.scale)
+        hidden, scale = hidden_units(lay, L), out.dtype.type(drop.scale)
         for r in range(n):
             dropout_row(borrow(out, r)[c0:c1], np.uint64(drop.key),
                         np.uint64(pos + r) * hidden + np.uint64(c0), np.uint64(drop.threshold),
@@ -434,7 +443,7 @@ def gradient_strips(lay, buf, X, rows, n, s0, s1):
     there, and db[0] of their columns."""
     product_strips_cols(X, rows, n, 0, lay.sizes[0], delta_strips(buf.dstrips, lay, 0), s0, s1,
                         weight_strips(buf.G, lay, 0))
-    c0, c1 = s0 * lay.nr, min(lay.sizes[1], s1 * lay.nr)
+    c0, c1 = strip_columns(lay, s0, s1)
     column_sums(rows_of(buf.delta, lay, 1), c0, c1, n, bias(buf.G, lay, 0))
 
 
@@ -443,9 +452,9 @@ def update_strips(params, lay, buf, s0, s1, hyper, lr, step):
     """The optimizer update of what gradient_strips computed (the strips are
     one span of P), weight decay on W only."""
     P, S1, S2 = params
-    start, stop = strip_rows(lay, 0, s0, 0, lay.sizes[0])[0], strip_rows(lay, 0, s1, 0, 0)[0]
+    start, stop = strip_rows(lay, 0, s0, 0, 0)[0], strip_rows(lay, 0, s1, 0, 0)[0]
     update_span(P, buf.G, S1, S2, start, stop, hyper, lr, hyper.weight_decay, step)
-    c0, c1 = s0 * lay.nr, min(lay.sizes[1], s1 * lay.nr)
+    c0, c1 = strip_columns(lay, s0, s1)
     update_span(P, buf.G, S1, S2, lay.b_at[0] + c0, lay.b_at[0] + c1, hyper, lr, 0.0, step)
 
 
@@ -513,7 +522,7 @@ def batch_worker(tid, threads, sync, params, lay, buf, data, step, probs):
         if owned:
             first_layer_strips(params.P, lay, buf, data.X, rows, n, data.part_rows, s0, s1,
                                step.drop, data.pos0 + j * size)
-            barrier(sync, threads, ROWS_PHASE)
+            barrier(sync, threads, ROWS_PHASE)   # (resets the rows counter: still 0)
         parts = (n + data.part_rows - 1) // data.part_rows
         part = next_part(sync, ROWS_PHASE)
         while part < parts:

@@ -575,6 +575,27 @@ def test_any_thread_count_trains_the_same_bits(fast, monkeypatch, opt):
             np.testing.assert_array_equal(a, b)
 
 
+def test_dropout_trains_the_same_bits_by_rows_and_by_strips(fast, monkeypatch):
+    """With dropout the strips cut draws each hidden unit's factor from the
+    same counter as the rows cut (its columns offset by where its strips
+    start): 1 thread, and 2 and 3 threads in both modes, give one result."""
+    from fastmlp.kernels.numba_threads import ROWS, STRIPS
+    X, y = _mnist_subset(1000)
+    X = np.ascontiguousarray(X, np.float32)
+    order = np.random.default_rng(0).permutation(len(X)).astype(np.int64)
+    runs = []
+    for threads, mode in [(1, ROWS), (2, ROWS), (2, STRIPS), (3, STRIPS)]:
+        monkeypatch.setattr(fast, "THREADS", _FixedThreads(threads, mode))
+        model = MLP.init((128, 64), seed=0)
+        state = init_state(OPTIMIZERS["momentum"], model.W, model.b)
+        fast.train_batches(model.W, model.b, state.slots, 0, X, y, order, 100, 0, 10,
+                           np.full(10, 0.05), OPTIMIZERS["momentum"], dropout=(0.3, 12345))
+        runs.append(model)
+    for run in runs[1:]:
+        for a, b in zip(runs[0].W + runs[0].b, run.W + run.b):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_any_thread_count_infers_the_same_bits(fast, monkeypatch):
     X, _ = _mnist_subset(1000)
     model = MLP.init(seed=3)
